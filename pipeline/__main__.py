@@ -1,0 +1,113 @@
+"""Command line: `python -m pipeline <step> ...`, one step per workflow rule.
+
+Every rule of the Snakefile is one of these commands, so any step can be rerun by hand with the
+same command. `--params` takes the rule's own config section(s) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+log = logging.getLogger("pipeline")
+
+
+def _setup_logging() -> None:
+    os.environ.setdefault("TSFM_PYTHON_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def cmd_case_table(a):
+    from pipeline.cases import build_case_table, write_table
+
+    rows = build_case_table(json.loads(a.params))
+    if not rows:
+        raise SystemExit("case table is empty: no case has both tracks (check signals.*_track and cases.*)")
+    write_table(a.out, rows)
+    log.info("case table: %d cases in %d batches -> %s", len(rows), len({r["batch"] for r in rows}), a.out)
+
+
+def _batch_rows(cases_path, batch):
+    from pipeline.cases import read_table
+
+    return [r for r in read_table(cases_path) if r["batch"] == batch]
+
+
+def cmd_download(a):
+    from pipeline.download import download_batch
+
+    download_batch(_batch_rows(a.cases, a.batch), json.loads(a.params), a.outdir, a.status)
+
+
+def cmd_resample(a):
+    from pipeline.io import read_json
+    from pipeline.resample import resample_batch
+
+    resample_batch(read_json(a.download_status), json.loads(a.params)["signals"], a.outdir, a.status)
+
+
+def cmd_windows(a):
+    from pipeline.io import read_json
+    from pipeline.windows import windows_batch
+
+    shards = {"train": a.train, "val": a.val, "test": a.test}
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), json.loads(a.params), shards, a.stats, a.batch)
+
+
+def cmd_manifest(a):
+    from pipeline.windows import build_manifest
+
+    m = build_manifest(a.stats, a.out, json.loads(a.params))
+    log.info("manifest: %s", json.dumps(m["totals"]))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="step", required=True)
+
+    s = sub.add_parser("case-table", help="build the case table of the configured source")
+    s.add_argument("--params", required=True, help="source, cases, source sections, download and signals as JSON")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_case_table)
+
+    s = sub.add_parser("download", help="fetch and validate one batch of cases")
+    s.add_argument("--params", required=True)
+    s.add_argument("--cases", required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--outdir", required=True)
+    s.add_argument("--status", required=True)
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("resample", help="resample one batch of cases to the target rate")
+    s.add_argument("--params", required=True, help="the signals section as JSON")
+    s.add_argument("--download-status", required=True)
+    s.add_argument("--outdir", required=True)
+    s.add_argument("--status", required=True)
+    s.set_defaults(func=cmd_resample)
+
+    s = sub.add_parser("windows", help="cut, check and shard one batch of cases")
+    s.add_argument("--params", required=True)
+    s.add_argument("--cases", required=True)
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--resample-status", required=True)
+    for split in ("train", "val", "test"):
+        s.add_argument(f"--{split}", required=True)
+    s.add_argument("--stats", required=True)
+    s.set_defaults(func=cmd_windows)
+
+    s = sub.add_parser("manifest", help="merge per-batch window statistics")
+    s.add_argument("--params", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("stats", nargs="+")
+    s.set_defaults(func=cmd_manifest)
+
+    a = p.parse_args(argv)
+    _setup_logging()
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()
