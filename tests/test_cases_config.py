@@ -1,0 +1,90 @@
+import copy
+
+import pytest
+import yaml
+
+from pipeline.cases import batches, build_case_table, finish_table, read_table, subject_split, write_table
+from pipeline.config import ConfigError, validate_config
+from tests.conftest import REPO
+
+FRACS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def raw_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_split_is_deterministic_and_roughly_proportional():
+    a = [subject_split(s, FRACS, "x") for s in range(5000)]
+    assert a == [subject_split(s, FRACS, "x") for s in range(5000)]
+    assert 0.77 < a.count("train") / 5000 < 0.83 and 0.08 < a.count("val") / 5000 < 0.12
+    assert a != [subject_split(s, FRACS, "y") for s in range(5000)]  # the salt matters
+
+
+def rows_for(caseids, subject_of):
+    return [{"caseid": c, "subjectid": subject_of(c), "has_ppg": True, "has_ecg": True, "duration_s": 1.0} for c in caseids]
+
+
+def test_subjects_never_span_splits_and_adding_cases_moves_nothing():
+    cfg = {"split": FRACS, "split_salt": "s", "limit": None, "caseids": None, "batch_size": 64}
+    small = finish_table(rows_for(range(1, 501), lambda c: c // 3), cfg, "P", "E")
+    big = finish_table(rows_for(range(1, 2001), lambda c: c // 3), cfg, "P", "E")
+    by_subject = {}
+    for r in big:
+        by_subject.setdefault(r["subjectid"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_subject.values())
+    old = {r["caseid"]: (r["split"], r["batch"]) for r in small}
+    assert all(old[r["caseid"]] == (r["split"], r["batch"]) for r in big if r["caseid"] in old)
+
+
+def test_case_table_keeps_only_two_track_cases_and_roundtrips(tmp_path):
+    cfg = {"split": FRACS, "split_salt": "s", "limit": 2, "caseids": None, "batch_size": 2}
+    rows = rows_for([5, 1, 2, 3], lambda c: c)
+    rows[0]["has_ecg"] = False  # case 5 lacks ECG
+    out = finish_table(rows, cfg, "P", "E")
+    assert [r["caseid"] for r in out] == [1, 2]
+    write_table(tmp_path / "cases.tsv", out)
+    back = read_table(tmp_path / "cases.tsv")
+    assert [r["caseid"] for r in back] == [1, 2] and [r["batch"] for r in back] == [0, 1]
+    assert batches(tmp_path / "cases.tsv") == [0, 1]
+
+
+def test_demo_case_table(config):
+    rows = build_case_table(config)
+    assert len(rows) == config["demo"]["n_cases"]
+    assert {r["split"] for r in rows} == {"train", "val", "test"}  # the demo populates every split
+    shared = [r for r in rows if r["subjectid"] == rows[1]["subjectid"]]
+    assert len(shared) == 2 and len({r["split"] for r in shared}) == 1
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ({"window": {"stride": -1}}, "window.stride"),
+        ({"window": {"length": 1024.5}}, "window.length"),
+        ({"window": {"length": "1024"}}, "window.length"),
+        ({"window": {"length": 0}}, "window.length"),
+        ({"source": "physionet"}, "source"),
+        ({"cases": {"split": {"train": 0.8, "val": 0.1, "test": 0.2}}}, "cases.split"),
+        ({"quality": {"hr_min": 40}}, "quality"),
+        ({"download": {"retries": 100}}, "download.retries"),
+        ({"quality": {"hr_min_bpm": 200}}, "quality.hr_min_bpm"),
+        ({"source": "local"}, "local.root"),
+    ],
+)
+def test_bad_config_fails_naming_the_key(edit, key):
+    cfg = raw_config()
+    for section, value in edit.items():
+        if isinstance(value, dict):
+            cfg[section] = {**cfg.get(section, {}), **value}
+        else:
+            cfg[section] = value
+    with pytest.raises(ConfigError) as e:
+        validate_config(copy.deepcopy(cfg))
+    assert key in str(e.value)
+
+
+def test_defaults_are_filled():
+    cfg = validate_config({"source": "demo"})
+    assert cfg["window"]["length"] == 1024 and cfg["signals"]["target_fs"] == 125
+    assert cfg["cases"]["split"] == {"train": 0.8, "val": 0.1, "test": 0.1}

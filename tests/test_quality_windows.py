@@ -1,0 +1,136 @@
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.demo import synth_signals
+from pipeline.quality import RULES, first_failing, heart_rate_bpm, rule_masks
+from pipeline.resample import resample_track, write_resampled
+from pipeline.windows import build_manifest, cut, window_case, windows_batch
+
+FS = 125
+
+
+def case_signals(hr=72.0, seconds=100.0, seed=0):
+    """A clean synthetic case resampled to 125 Hz: (signals [2, T], saturated [2, T])."""
+    ppg, ecg = synth_signals(hr, seconds, np.random.default_rng(seed))
+    out = [resample_track(x, 500, FS) for x in (ppg, ecg)]
+    return np.stack([o[0] for o in out]), np.stack([o[1] for o in out])
+
+
+def masks_of(signals, saturated, q):
+    win, sat = cut(signals, 1024, 1024), cut(saturated, 1024, 1024)
+    return rule_masks(win, sat, FS, q)
+
+
+def test_cut_counts_boundaries_and_stride():
+    x = np.arange(2 * 5000, dtype=np.float32).reshape(2, 5000)
+    w = cut(x, 1024, 1024)
+    assert w.shape == (4, 2, 1024)  # (5000 - 1024) // 1024 + 1
+    assert w[1, 0, 0] == 1024 and w[1, 0, -1] == 2047 and w[1, 1, 0] == 5000 + 1024
+    w = cut(x, 1024, 512)
+    assert w.shape == (8, 2, 1024) and w[3, 0, 0] == 3 * 512
+    assert w[-1, 0, -1] <= 4999
+    assert cut(x[:, :1000], 1024, 1024).shape == (0, 2, 1024)
+
+
+@pytest.mark.parametrize("hr", [42.0, 60.0, 95.0, 140.0, 175.0])
+def test_heart_rate_estimate_within_3_bpm(hr):
+    signals, _ = case_signals(hr=hr, seconds=60)
+    est = heart_rate_bpm(cut(signals, 1024, 1024)[:, 1], FS)
+    assert np.all(np.abs(est - hr) < 0.05 * hr + 1), (hr, est)
+
+
+def test_clean_signal_passes_every_rule(config):
+    signals, sat = case_signals()
+    masks = masks_of(signals, sat, config["quality"])
+    for rule in RULES:
+        assert not masks[rule].any(), rule
+
+
+def fault(signals, sat, kind):
+    s, m = signals.copy(), sat.copy()
+    a, b = 20 * FS, 40 * FS  # windows 2..4 are fully inside [20 s, 40 s)
+    if kind == "nan":
+        s[1, a:b] = np.nan
+    elif kind == "flat":
+        s[0, a:b] = s[0, a]
+    elif kind == "clipping":
+        m[0, a:b] = True
+    elif kind == "amplitude":
+        s[1, a:b] *= 30
+    elif kind == "heart_rate":
+        slow, _ = case_signals(hr=28.0, seconds=100)
+        s[1, a:b] = slow[1, a:b]
+    return s, m
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_each_rule_catches_its_fault(config, rule):
+    signals, sat = case_signals()
+    masks = masks_of(*fault(signals, sat, rule), config["quality"])
+    assert masks[rule][3], rule  # window 3 = [24.6 s, 32.8 s) lies inside the fault
+    assert not masks[rule][0] and not masks[rule][-1], rule  # clean windows still pass
+    keep, counts = first_failing(masks)
+    assert not keep[3] and keep[0]
+    assert sum(counts.values()) == int((~keep).sum())
+
+
+def test_thresholds_are_configurable(config):
+    signals, sat = case_signals(hr=100.0)
+    q = dict(config["quality"], hr_max_bpm=90.0)
+    assert masks_of(signals, sat, q)["heart_rate"].all()
+    q = dict(config["quality"], ecg_ptp_min=5.0)
+    assert masks_of(signals, sat, q)["amplitude"].all()
+
+
+def test_window_case_keeps_start_times(config):
+    signals, sat = case_signals()
+    s, m = fault(signals, sat, "nan")
+    win, starts, hr, stats = window_case(s, m, FS, config["window"], config["quality"])
+    assert stats["cut"] == 12 and stats["kept"] == len(win) == len(starts) == len(hr)
+    assert stats["rejected"]["nan"] == stats["cut"] - stats["kept"] > 0
+    np.testing.assert_array_equal(win[0], signals[:, :1024])
+    idx = (starts * FS / 1024).astype(int)
+    for w, i in zip(win, idx):
+        np.testing.assert_array_equal(w, signals[:, i * 1024 : (i + 1) * 1024])
+
+
+def test_windows_batch_writes_shards_with_contract(tmp_path, config):
+    rows = []
+    status = {}
+    for caseid, split, hr in [(1, "train", 70.0), (2, "val", 90.0), (3, "train", 60.0), (4, "test", 80.0)]:
+        signals, sat = case_signals(hr=hr, seed=caseid)
+        p = tmp_path / f"{caseid}.h5"
+        write_resampled(p, signals, sat, {"caseid": caseid})
+        status[str(caseid)] = {"status": "ok", "path": str(p)}
+        rows.append({"caseid": caseid, "subjectid": 100 + caseid, "split": split, "batch": 0})
+    rows.append({"caseid": 5, "subjectid": 105, "split": "train", "batch": 0})
+    status["5"] = {"status": "failed", "stage": "download", "reason": "HTTP 404"}
+    params = {k: config[k] for k in ("signals", "window", "quality")}
+    shards = {s: tmp_path / s / "shard-0000.h5" for s in ("train", "val", "test")}
+    stats = windows_batch(rows, status, params, shards, tmp_path / "stats.json", 0)
+
+    with h5py.File(shards["train"]) as f:
+        assert f["signals"].dtype == np.float32 and f["signals"].shape == (24, 2, 1024)
+        assert f["signals"].chunks == (64, 2, 1024)
+        assert sorted(set(f["caseid"][()])) == [1, 3] and f["subjectid"].dtype == np.int64
+        assert f["start_s"].dtype == np.float64 and f["start_s"][1] == pytest.approx(1024 / FS)
+        assert abs(float(np.median(f["hr_bpm"][:12])) - 70) < 3
+        for key in ("fs", "window", "channels", "tracks", "pipeline_version", "config_digest"):
+            assert key in f.attrs
+        assert f.attrs["fs"] == 125 and f.attrs["window"] == 1024 and list(f.attrs["channels"]) == ["PPG", "ECG"]
+    with h5py.File(shards["val"]) as f:
+        assert f["signals"].shape[0] == 12 and set(f["caseid"][()]) == {2}
+    assert stats["5"]["skip_reason"] == "download: HTTP 404" and stats["5"]["kept"] == 0
+
+    manifest = build_manifest([tmp_path / "stats.json"], tmp_path / "manifest.json", params)
+    assert manifest["totals"]["kept"] == 48 and manifest["totals"]["cases_used"] == 4
+    assert manifest["totals"]["kept_per_split"] == {"train": 24, "val": 12, "test": 12}
+
+
+def test_empty_split_shard_is_valid(tmp_path, config):
+    params = {k: config[k] for k in ("signals", "window", "quality")}
+    shards = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
+    windows_batch([], {}, params, shards, tmp_path / "stats.json", 3)
+    with h5py.File(shards["test"]) as f:
+        assert f["signals"].shape == (0, 2, 1024) and f.attrs["batch"] == 3
