@@ -19,16 +19,18 @@ def heart_rate_bpm(ecg: np.ndarray, fs: float) -> np.ndarray:
     whose autocorrelation reaches 80% of the maximum in that range (guards against picking two
     beats), refined by a parabola through its neighbours. NaN samples count as zero.
     """
+    from scipy import fft
     from scipy.ndimage import uniform_filter1d
 
     x = np.diff(np.nan_to_num(np.asarray(ecg, dtype=np.float32)), axis=-1) ** 2
     x = uniform_filter1d(x, size=max(1, int(round(0.1 * fs))), axis=-1)
     x = x - x.mean(axis=-1, keepdims=True)
     n = x.shape[-1]
-    spec = np.fft.rfft(x, n=2 * n, axis=-1)
-    ac = np.fft.irfft(spec * np.conj(spec), axis=-1)[..., :n]
     lo = max(1, int(np.floor(fs * 60.0 / MAX_BPM_SEARCH)))
     hi = min(n // 2, int(np.ceil(fs * 60.0 / MIN_BPM_SEARCH)))
+    n_fft = fft.next_fast_len(n + hi + 1, real=True)  # zero padding: lags <= hi do not wrap
+    spec = fft.rfft(x, n=n_fft, axis=-1)
+    ac = fft.irfft(spec.real**2 + spec.imag**2, n=n_fft, axis=-1)[..., : hi + 2]
     seg = ac[..., lo : hi + 1]
     # local maxima reaching 80% of the best: take the first
     peak = np.zeros_like(seg, dtype=bool)

@@ -1,0 +1,138 @@
+"""Data-stage benchmark (issue: data stage). Writes figures to stdout as JSON lines and Markdown.
+
+1. One 4-hour two-track 500 Hz case (written with 1 s records, like VitalDB's files):
+   our read + resample + window + QC vs the vitaldb `to_numpy(interval=1/125)` path,
+   seconds per case, multiple of real time per core, peak RSS (each in a fresh process).
+2. Peak RSS of ours on a 12-hour case.
+3. `snakemake -n` wall time over a synthetic 6,388-case table, and the number of jobs.
+
+    python benchmarks/bench_data.py [--workdir benchmarks/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+import numpy as np, yaml
+from pipeline.config import validate_config
+cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
+tracks = [cfg["signals"]["ppg_track"], cfg["signals"]["ecg_track"]]
+from pipeline.resample import resample_case
+from pipeline.windows import window_case
+import vitaldb
+t0 = time.perf_counter()
+c0 = time.process_time()
+if mode == "ours":
+    signals, sat, attrs = resample_case(path, cfg["signals"])
+    win, starts, hr, stats = window_case(signals, sat, 125, cfg["window"], cfg["quality"])
+    extra = {"windows_cut": stats["cut"], "windows_kept": stats["kept"]}
+else:
+    vf = vitaldb.VitalFile(path, tracks)
+    x = vf.to_numpy(tracks, 1 / 125)
+    extra = {"samples": int(x.shape[0])}
+wall = time.perf_counter() - t0
+cpu = time.process_time() - c0
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec from the parent
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print(json.dumps({"mode": mode, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": int(hwm) / 1024, **extra}))
+"""
+
+
+# Resolution of the synthetic ADC (16 bits over +-5 mV for ECG, over 0-200 for PPG). Real ADC
+# values repeat and compress; full-precision float noise does not (a 4 h case is then 51 MB, while
+# VitalDB averages ~15 MB per 3.2 h case with all its tracks). --no-quantize measures that worst case.
+ADC_STEP = {"SNUADC/PLETH": 200 / 2**16, "SNUADC/ECG_II": 10 / 2**16}
+
+
+def make_case(path: Path, hours: float, quantize: bool = True, packed: bool = True) -> None:
+    import numpy as np
+
+    from pipeline.demo import synth_signals, write_vital
+
+    if path.exists():
+        return
+    ppg, ecg = synth_signals(75.0, hours * 3600, np.random.default_rng(1))
+    if quantize:
+        ppg = np.round(ppg / ADC_STEP["SNUADC/PLETH"]) * ADC_STEP["SNUADC/PLETH"]
+        ecg = np.round(ecg / ADC_STEP["SNUADC/ECG_II"]) * ADC_STEP["SNUADC/ECG_II"]
+    write_vital(path, {"SNUADC/PLETH": ppg, "SNUADC/ECG_II": ecg}, 500, 4102444800.0, packed=packed)
+
+
+def child(mode: str, path: Path, threads: int = 1) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
+    import yaml
+
+    wd = workdir / "dryrun"
+    (wd / "config").mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["source"] = "vitaldb"
+    cfg["cases"]["batch_size"] = batch_size
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    table = wd / "resources" / "vitaldb" / "cases.tsv"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["caseid\tsubjectid\tsplit\tbatch\thas_ppg\thas_ecg\tduration_s\tage\tsex\thr_bpm"]
+    for c in range(1, n_cases + 1):
+        lines.append(f"{c}\t{c}\ttrain\t{c // batch_size}\t1\t1\t11000\t60\tM\t")
+    table.write_text("\n".join(lines) + "\n")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(wd), "-n", "--quiet", "rules"]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    wall = time.perf_counter() - t0
+    jobs = {}
+    for line in (out.stdout + out.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            jobs[parts[0]] = int(parts[1])
+    return {"cases": n_cases, "batch_size": batch_size, "dry_run_s": wall, "jobs": jobs}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default=str(REPO / "benchmarks" / "out"))
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--no-quantize", action="store_true", help="full-precision float noise (worst-case compression)")
+    a = p.parse_args()
+    wd = Path(a.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    results = {}
+    # packed = one record per track, as the API serves /1.0.1/<caseid>.vital;
+    # unpacked = 1 s records, as in the PhysioNet release's original files.
+    suffix = "-float" if a.no_quantize else ""
+    cases = {"4h_packed": (4, True), "4h_unpacked": (4, False), "12h_packed": (12, True)}
+    paths = {}
+    for name, (hours, packed) in cases.items():
+        paths[name] = wd / f"case-{name}{suffix}.vital"
+        t0 = time.perf_counter()
+        make_case(paths[name], hours, quantize=not a.no_quantize, packed=packed)
+        print(f"# {paths[name].name}: {paths[name].stat().st_size / 1e6:.0f} MB ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        results[f"file_mb_{name}"] = round(paths[name].stat().st_size / 1e6, 1)
+    for name in ("4h_packed", "4h_unpacked"):
+        for mode in ("ours", "vitaldb"):
+            runs = [child(mode, paths[name]) for _ in range(a.repeat)]
+            best = min(runs, key=lambda r: r["wall_s"])
+            best["realtime_x_per_core"] = 4 * 3600 / best["cpu_s"]
+            results[f"{name}_{mode}"] = best
+    results["12h_packed_ours"] = child("ours", paths["12h_packed"])
+    results["dry_run"] = dry_run(wd)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
