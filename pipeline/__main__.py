@@ -64,6 +64,25 @@ def cmd_manifest(a):
     log.info("manifest: %s", json.dumps(m["totals"]))
 
 
+def cmd_pretrain(a):
+    from pipeline.config import digest
+    from pipeline.io import read_json
+    from pipeline.train import pretrain
+
+    params = json.loads(a.params)
+    manifest = read_json(a.manifest)
+    data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
+                          "shards": sorted(a.train_shards) + sorted(a.val_shards)})
+    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=a.workers)
+
+
+def cmd_export(a):
+    from pipeline.export import export_encoder
+
+    params = json.loads(a.params)
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, params["signals"], params["window"], a.out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = p.add_subparsers(dest="step", required=True)
@@ -103,6 +122,24 @@ def main(argv=None) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("stats", nargs="+")
     s.set_defaults(func=cmd_manifest)
+
+    s = sub.add_parser("pretrain", help="self-supervised pretraining (runs under torchrun for DDP)")
+    s.add_argument("--params", required=True, help="the model and train sections as JSON")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--train-shards", nargs="+", required=True)
+    s.add_argument("--val-shards", nargs="+", required=True)
+    s.add_argument("--outdir", required=True)
+    s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)")
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("export", help="export the best encoder for TinyTimeMixerModel.from_pretrained")
+    s.add_argument("--params", required=True, help="the signals and window sections as JSON")
+    s.add_argument("--model", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--metrics", required=True)
+    s.add_argument("--summary", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_export)
 
     a = p.parse_args(argv)
     _setup_logging()

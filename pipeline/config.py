@@ -69,10 +69,37 @@ def check_config(config: dict) -> None:
         )
     if config["source"] == "local" and not config["local"]["root"]:
         raise ConfigError("local.root: required when source is 'local' (the PhysioNet release folder)")
-    if "model" in config:
-        from pipeline.model import check_geometry
+    check_model(config)
 
-        check_geometry(config)
+
+def check_model(config: dict) -> None:
+    """Model and loss geometry, derived once from the config; a mismatch is an error here."""
+    m, w, t = config["model"], config["window"], config["train"]
+    if m["context_length"] != w["length"]:
+        raise ConfigError(f"model.context_length ({m['context_length']}) must equal window.length ({w['length']})")
+    if m["context_length"] % m["patch_length"] or m["patch_length"] >= m["context_length"]:
+        raise ConfigError(
+            f"model.patch_length ({m['patch_length']}) must divide model.context_length ({m['context_length']}) into 2 or more patches"
+        )
+    levels = m["adaptive_patching_levels"]
+    if levels:
+        factor = 2 ** (levels - 1)
+        if m["d_model"] % factor or m["d_model"] // factor <= 4:
+            raise ConfigError(
+                f"model.d_model ({m['d_model']}) / 2**(model.adaptive_patching_levels-1) = {m['d_model'] / factor:g} "
+                "must be an integer > 4 (TTM would silently disable a level otherwise)"
+            )
+    if m["pretrained"] and not m["revision"] and not Path(m["pretrained"]).is_dir():
+        raise ConfigError(f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1)")
+    if len(t["stft_n_fft"]) != len(t["stft_hop"]):
+        raise ConfigError(f"train.stft_hop ({t['stft_hop']}) needs one hop per train.stft_n_fft ({t['stft_n_fft']})")
+    for n_fft, hop in zip(t["stft_n_fft"], t["stft_hop"]):
+        if n_fft > w["length"]:
+            raise ConfigError(f"train.stft_n_fft ({n_fft}) must be <= window.length ({w['length']})")
+        if hop > n_fft:
+            raise ConfigError(f"train.stft_hop ({hop}) must be <= its n_fft ({n_fft})")
+    if t["block_windows"] % w["chunk"]:
+        raise ConfigError(f"train.block_windows ({t['block_windows']}) must be a multiple of window.chunk ({w['chunk']})")
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:

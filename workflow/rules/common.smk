@@ -27,4 +27,4 @@ def window_stats(wildcards):
 
 
 def all_targets(wildcards):
-    return ["results/windows/manifest.json"]
+    return ["results/windows/manifest.json", "results/export/encoder"]

@@ -1,0 +1,48 @@
+# Pretraining (GPU rule; runs on CPU with a logged note where no GPU exists) and export.
+
+
+rule pretrain:
+    input:
+        manifest="results/windows/manifest.json",
+        train=lambda w: expand("results/windows/train/shard-{batch}.h5", batch=batch_ids()),
+        val=lambda w: expand("results/windows/val/shard-{batch}.h5", batch=batch_ids()),
+    output:
+        model="results/pretrain/model.pt",
+        metrics="results/pretrain/metrics.csv",
+        summary="results/pretrain/summary.json",
+        loss=report("results/pretrain/loss.png", caption="../report/loss.rst", category="Pretraining"),
+        recon=report(
+            "results/pretrain/reconstruction.png",
+            caption="../report/reconstruction.rst",
+            category="Pretraining",
+        ),
+    params:
+        cfg=section("model", "train"),
+    threads: 4
+    resources:
+        gpu=1,
+    log:
+        "logs/pretrain.log",
+    benchmark:
+        "benchmarks/pretrain.tsv"
+    shell:
+        "python -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
+        " --train-shards {input.train:q} --val-shards {input.val:q} --outdir results/pretrain"
+        " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) 2> {log:q}"
+
+
+rule export:
+    input:
+        model="results/pretrain/model.pt",
+        manifest="results/windows/manifest.json",
+        metrics="results/pretrain/metrics.csv",
+        summary="results/pretrain/summary.json",
+    output:
+        directory("results/export/encoder"),
+    params:
+        cfg=section("signals", "window"),
+    log:
+        "logs/export.log",
+    shell:
+        "python -m pipeline export --params {params.cfg:q} --model {input.model:q} --manifest {input.manifest:q}"
+        " --metrics {input.metrics:q} --summary {input.summary:q} --out {output:q} 2> {log:q}"
