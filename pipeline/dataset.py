@@ -114,7 +114,10 @@ class ShardBatches(IterableDataset):
 
 
 def make_loader(dataset: ShardBatches, num_workers: int) -> torch.utils.data.DataLoader:
+    # Its own generator: creating an iterator then never draws from the global RNG (which dropout
+    # uses), so a resumed run continues the exact random stream of an uninterrupted one.
     return torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
+        generator=torch.Generator().manual_seed(dataset.seed),
         pin_memory=torch.cuda.is_available(), prefetch_factor=4 if num_workers else None,
     )

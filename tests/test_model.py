@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+import torch
+
+from pipeline.config import ConfigError, validate_config
+from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
+from pipeline.masking import num_masked, patch_mask
+from pipeline.model import GeometryError, PretrainedLoadError, SSLModel, build_encoder
+from tests.helpers import TINY_MODEL
+
+
+@pytest.mark.parametrize("L, p, d, levels", [(1024, 64, 48, 2), (512, 32, 32, 0), (1024, 128, 16, 1), (1024, 16, 24, 3)])
+def test_shapes_through_encoder_and_head(L, p, d, levels):
+    cfg = dict(TINY_MODEL, context_length=L, patch_length=p, d_model=d, adaptive_patching_levels=levels)
+    model = SSLModel(cfg)
+    x = torch.randn(3, 2, L)
+    assert model.embed(x).shape == (3, 2, L // p, d)
+    mask = patch_mask(3, 2, L // p, 0.4, "random", torch.Generator().manual_seed(0))
+    assert model(x, mask).shape == (3, 2, L)
+    with pytest.raises(ValueError, match="context_length"):
+        model.embed(torch.randn(3, 2, L + p))  # never adapted at run time
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        ({"model": {"patch_length": 100}}, "model.patch_length"),
+        ({"model": {"context_length": 512}}, "model.context_length"),
+        ({"model": {"d_model": 16, "adaptive_patching_levels": 3}}, "model.d_model"),
+        ({"train": {"stft_n_fft": [256, 2048], "stft_hop": [64, 128]}}, "train.stft_n_fft"),
+        ({"train": {"stft_hop": [64]}}, "train.stft_hop"),
+        ({"model": {"pretrained": "ibm-granite/granite-timeseries-ttm-r1"}}, "model.revision"),
+        ({"train": {"mask_type": "spans"}}, "train.mask_type"),
+    ],
+)
+def test_invalid_geometry_fails_at_config_load(config, edit, key):
+    for section, values in edit.items():
+        config[section] = {**config[section], **values}
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)
+
+
+def test_checkpoint_config_mismatch_names_both_values():
+    encoder = build_encoder(dict(TINY_MODEL, patch_length=32))
+    with pytest.raises(GeometryError, match=r"model.patch_length: config 64 vs checkpoint 32"):
+        SSLModel(TINY_MODEL, encoder=encoder)
+
+
+def test_masks_have_exact_counts_and_block_spans():
+    g = torch.Generator().manual_seed(0)
+    m = patch_mask(50, 2, 16, 0.4, "random", g)
+    assert (m.sum(-1) == num_masked(16, 0.4)).all() and num_masked(16, 0.4) == 6
+    assert not torch.equal(m[0, 0], m[1, 0])  # random per window
+    b = patch_mask(50, 2, 16, 0.4, "block", g)
+    for row in b.view(-1, 16):
+        idx = torch.nonzero(row).flatten()
+        assert len(idx) == 6 and (idx[-1] - idx[0]).item() == 5
+
+
+def test_masked_patches_reach_the_encoder_as_zeros():
+    model = SSLModel(TINY_MODEL)
+    assert type(model.encoder.scaler).__name__ == "TinyTimeMixerNOPScaler"  # no in-model rescaling
+    seen = {}
+    def hook(module, inputs, output):
+        seen["x"] = inputs[0].detach()
+
+    model.encoder.encoder.patcher.register_forward_hook(hook)
+    x = torch.randn(2, 2, 1024) + 3.0  # a non-zero mean would turn zeros into -loc/scale under scaling="std"
+    mask = patch_mask(2, 2, 16, 0.4, "random", torch.Generator().manual_seed(1))
+    model(x, mask)
+    patches = seen["x"]  # [B, C, P, patch_length]
+    assert torch.all(patches[mask] == 0)
+    assert torch.equal(patches[~mask], x.view(2, 2, 16, 64)[~mask])
+
+
+def test_msm_loss_ignores_unmasked_predictions():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(4, 2, 1024, generator=g)
+    mask = patch_mask(4, 2, 16, 0.4, "random", g)
+    recon = torch.randn(4, 2, 1024, generator=g)
+    base = masked_mse(recon, target, mask, 64)
+    m = mask.repeat_interleave(64, dim=-1)
+    changed = torch.where(m, recon, recon + 100.0)  # only unmasked samples change
+    assert torch.equal(masked_mse(changed, target, mask, 64), base)
+    assert masked_mse(torch.where(m, recon + 1.0, recon), target, mask, 64) > base
+    assert masked_mse(target.clone(), target, mask, 64) == 0
+
+
+def test_stft_loss_zero_for_identical_and_grows_with_distortion():
+    loss = MultiResolutionSTFTLoss([256, 512], [64, 128])
+    t = torch.linspace(0, 8, 1024)
+    x = torch.stack([torch.sin(2 * np.pi * 1.2 * t), torch.sin(2 * np.pi * 3.0 * t)]).unsqueeze(0)
+    assert loss(x, x).item() == pytest.approx(0.0, abs=1e-6)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(x.shape, generator=g)
+    values = [loss(x + a * noise, x).item() for a in (0.05, 0.2, 0.5, 1.0)]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+
+
+R1 = dict(TINY_MODEL, context_length=1024, patch_length=64, d_model=192, num_layers=2, adaptive_patching_levels=3, dropout=0.2)
+
+
+def make_r1_like_dir(path):
+    """A local checkpoint with TTM r1-1024's geometry, saved as the hub model is (ForPrediction)."""
+    from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerForPrediction
+
+    cfg = TinyTimeMixerConfig(context_length=1024, patch_length=64, patch_stride=64, prediction_length=96, d_model=192,
+                              num_layers=2, adaptive_patching_levels=3, decoder_num_layers=2, decoder_d_model=128,
+                              num_input_channels=1, scaling="std", mode="common_channel", expansion_factor=2)
+    torch.manual_seed(5)
+    model = TinyTimeMixerForPrediction(cfg)
+    model.save_pretrained(path)
+    return model
+
+
+def test_local_pretrained_r1_directory_loads_its_weights(tmp_path):
+    ref = make_r1_like_dir(tmp_path / "ttm-r1")
+    model = SSLModel(dict(R1, pretrained=str(tmp_path / "ttm-r1")))
+    got = model.encoder.state_dict()
+    want = {k[len("backbone."):]: v for k, v in ref.state_dict().items() if k.startswith("backbone.")}
+    assert set(got) == set(want)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+    assert model.encoder.config.scaling is None and model.encoder.config.num_input_channels == 2
+    assert model.embed(torch.randn(2, 2, 1024)).shape == (2, 2, 16, 192)
+
+
+def test_local_pretrained_with_other_geometry_is_refused(tmp_path):
+    make_r1_like_dir(tmp_path / "ttm-r1")
+    with pytest.raises(GeometryError, match="model.d_model: config 48 vs checkpoint 192"):
+        SSLModel(dict(R1, d_model=48, adaptive_patching_levels=2, pretrained=str(tmp_path / "ttm-r1")))
+
+
+def test_missing_pretrained_gives_a_helpful_error_and_never_random_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PretrainedLoadError) as e:
+        SSLModel(dict(R1, pretrained=str(tmp_path / "nope")))
+    assert "HF_HOME" in str(e.value) and "pretrained: null" in str(e.value)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(PretrainedLoadError, match="1024_96_v1"):
+        SSLModel(dict(R1, pretrained="ibm-granite/granite-timeseries-ttm-r1", revision="1024_96_v1"))

@@ -1,0 +1,160 @@
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.dataset import ShardBatches, make_loader
+from pipeline.export import embed, export_encoder, load_trained
+from pipeline.masking import patch_mask
+from pipeline.model import SSLModel
+from pipeline.preprocess import normalize
+from pipeline.train import Objective, pretrain
+from pipeline.windows import build_manifest
+from tests.helpers import TINY_MODEL, TINY_TRAIN, tiny_shards, windows, write_shard
+
+
+def all_windows(ds, workers=0):
+    return torch.cat(list(make_loader(ds, workers)))
+
+
+def test_loader_reads_every_window_once_shuffled_and_normalized(tmp_path):
+    train, _ = tiny_shards(tmp_path)
+    raw = np.concatenate([windows(70, hr=60, seed=0), windows(50, hr=80, seed=1)])
+    ds = ShardBatches(train, batch_size=16, block_windows=64, shuffle_blocks=2, seed=3)
+    assert [b[2] for b in ds.blocks] == [64, 6, 50]  # chunk-aligned blocks
+    got = all_windows(ds)
+    assert got.shape == (120, 2, 1024)
+    want = torch.from_numpy(normalize(raw))
+    key = lambda t: sorted(map(tuple, t[:, 0, :4].tolist()))  # noqa: E731
+    assert key(got) == key(want)  # each window exactly once, normalized
+    assert not torch.equal(got, want)  # shuffled
+    ds.set_epoch(1)
+    assert not torch.equal(all_windows(ds), got)  # a new order each epoch
+    ds.set_epoch(0)
+    assert torch.equal(all_windows(ds), got)  # deterministic per epoch
+    assert key(all_windows(ds, workers=2)) == key(want)  # workers open files lazily, cover everything
+
+
+def test_ddp_ranks_split_the_data_with_equal_steps(tmp_path):
+    train, _ = tiny_shards(tmp_path, n_train=(128, 128, 64))
+    a = ShardBatches(train, 16, 64, 2, rank=0, world_size=2)
+    b = ShardBatches(train, 16, 64, 2, rank=1, world_size=2)
+    assert set(map(tuple, a.rank_blocks(0))).isdisjoint(map(tuple, b.rank_blocks(1)))
+    assert a.steps_per_epoch() == b.steps_per_epoch() == 8
+
+
+def test_tiny_model_overfits_one_batch():
+    torch.manual_seed(0)
+    model = SSLModel(dict(TINY_MODEL, d_model=48, adaptive_patching_levels=2, num_layers=2, dropout=0.0))
+    objective = Objective(TINY_TRAIN, 64)
+    x = torch.from_numpy(normalize(windows(8)))
+    mask = patch_mask(8, 2, 16, 0.4, "random", torch.Generator().manual_seed(0))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(300):
+        total, _, _, _ = objective(model, x, mask)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+    assert losses[-1] <= 0.1 * losses[0], (losses[0], losses[-1])
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path):
+    train, val = tiny_shards(tmp_path / "data")
+    full = pretrain(TINY_MODEL, TINY_TRAIN, train, val, tmp_path / "full", "d")
+    assert full["total_steps"] == 24 and not full["stopped_early"]
+    part = pretrain(TINY_MODEL, TINY_TRAIN, train, val, tmp_path / "resumed", "d", stop_after_steps=11)
+    assert part["stopped_early"] and not (tmp_path / "resumed" / "model.pt").exists()
+    done = pretrain(TINY_MODEL, TINY_TRAIN, train, val, tmp_path / "resumed", "d")
+    assert done["step"] == 24
+    a = torch.load(tmp_path / "full" / "state" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "state" / "last.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["val_total"] for r in a["metrics"]] == [r["val_total"] for r in b["metrics"]]
+    for name in ("model.pt", "metrics.csv", "loss.png", "reconstruction.png", "summary.json"):
+        assert (tmp_path / "resumed" / name).stat().st_size > 0
+
+
+def test_config_change_invalidates_resuming(tmp_path, caplog):
+    train, val = tiny_shards(tmp_path / "data")
+    pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d", stop_after_steps=3)
+    with caplog.at_level(logging.WARNING):
+        s = pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1, lr=1e-3), train, val, tmp_path / "out", "d")
+    assert "not resuming" in caplog.text and "train config changed" in caplog.text
+    assert s["step"] == 8
+
+
+def test_batch_larger_than_data_still_trains(tmp_path, caplog):
+    train, val = tiny_shards(tmp_path / "data", n_train=(10,), n_val=5)
+    with caplog.at_level(logging.INFO):
+        s = pretrain(TINY_MODEL, dict(TINY_TRAIN, batch_size=128, epochs=2), train, val, tmp_path / "out", "d")
+    assert s["steps_per_epoch"] == 1 and s["step"] == 2
+    assert "exceeds the 10 training windows" in caplog.text
+
+
+def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
+    bad = windows(32)
+    bad[3, 0, 100] = np.inf
+    train = [str(write_shard(tmp_path / "train.h5", bad))]
+    val = [str(write_shard(tmp_path / "val.h5", windows(8)))]
+    with pytest.raises(FloatingPointError, match="non-finite loss at step"):
+        pretrain(TINY_MODEL, dict(TINY_TRAIN, batch_size=32, shuffle_blocks=1), train, val, tmp_path / "out", "d")
+
+
+def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
+    train, val = tiny_shards(tmp_path / "data", n_train=(64, 64))
+    params = json.dumps({"model": TINY_MODEL, "train": dict(TINY_TRAIN, epochs=2)})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "pipeline", "pretrain", "--params", params, "--manifest", str(manifest),
+           "--train-shards", *train, "--val-shards", *val, "--outdir", str(tmp_path / "out")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["step"] == 2 * 4  # 128 windows / (2 ranks x 16)
+    assert sorted(p.name for p in (tmp_path / "out" / "state").iterdir()) == ["best.pt", "best_example.pt", "last.pt"]
+    assert (tmp_path / "out" / "model.pt").exists()
+
+
+def test_export_round_trip_in_a_fresh_process(tmp_path, config):
+    train, val = tiny_shards(tmp_path / "data")
+    pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "pre", "d")
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"1": {"split": "train", "cut": 5, "kept": 4, "rejected": {"nan": 1}}}))
+    build_manifest([stats], tmp_path / "manifest.json", {})
+    out = tmp_path / "export" / "encoder"
+    pre = tmp_path / "pre"
+    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json",
+                   config["signals"], config["window"], out)
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "preprocessing.json"]
+    prep = json.loads((out / "preprocessing.json").read_text())
+    assert prep["fs"] == 125 and prep["window"] == 1024 and prep["channels"] == ["PPG", "ECG"]
+    assert "How to load" in (out / "README.md").read_text()
+
+    x = windows(6, seed=4)
+    np.save(tmp_path / "x.npy", x)
+    model = load_trained(pre / "model.pt")
+    with torch.no_grad():
+        want = model.embed(torch.from_numpy(normalize(x))).mean(dim=2).numpy()
+    np.testing.assert_allclose(embed(x, out), want, rtol=1e-5, atol=1e-6)
+    code = (
+        "import numpy as np, torch, sys\n"
+        "from tsfm_public.models.tinytimemixer import TinyTimeMixerModel\n"
+        "from pipeline.preprocess import normalize\n"
+        f"m = TinyTimeMixerModel.from_pretrained({str(out)!r}).eval()\n"
+        f"x = torch.from_numpy(normalize(np.load({str(tmp_path / 'x.npy')!r}))).transpose(1, 2)\n"
+        "with torch.no_grad(): h = m(past_values=x).last_hidden_state.mean(dim=2).numpy()\n"
+        f"np.save({str(tmp_path / 'h.npy')!r}, h)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    np.testing.assert_allclose(np.load(tmp_path / "h.npy"), want, rtol=1e-5, atol=1e-6)
