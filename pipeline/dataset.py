@@ -1,4 +1,4 @@
-"""Window shards as a PyTorch IterableDataset that yields whole, normalized batches.
+"""Window shards as a PyTorch IterableDataset that yields whole batches.
 
 Reads are chunk-aligned contiguous blocks (`block_windows` windows, a multiple of the shard's
 chunk), the block order is shuffled per epoch, and `shuffle_blocks` blocks are mixed in a buffer
@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipeline.preprocess import normalize
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +54,10 @@ class ShardBatches(IterableDataset):
                 total += kept[-1][2]
             self.blocks = kept
         self._files: dict[int, h5py.File] = {}
+        self.length = 0
+        if self.paths:
+            with h5py.File(self.paths[0], "r") as f:
+                self.length = int(f["signals"].shape[-1])
 
     def __getstate__(self):  # open h5py handles never travel to worker processes
         state = self.__dict__.copy()
@@ -79,14 +82,16 @@ class ShardBatches(IterableDataset):
         per_rank = [sum(b[2] for b in self.rank_blocks(r)) for r in range(self.world_size)]
         return max(1, math.ceil(min(per_rank) / self.batch_size)) if min(per_rank) > 0 else 0
 
-    def _read(self, block) -> np.ndarray:
+    def _read_into(self, block, out: np.ndarray) -> None:
         i, start, n = block
         f = self._files.get(i)
         if f is None:
             f = self._files[i] = h5py.File(self.paths[i], "r")
-        return f["signals"][start : start + n]
+        f["signals"].read_direct(out, source_sel=np.s_[start : start + n])
 
     def __iter__(self):
+        """Batches [B, 2, L] of raw float32 windows (normalization happens on the device, in
+        `pipeline.preprocess.normalize`, the one place for it)."""
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         blocks = self.rank_blocks(self.rank)
@@ -94,23 +99,36 @@ class ShardBatches(IterableDataset):
         groups = [blocks[i : i + self.shuffle_blocks] for i in range(0, len(blocks), self.shuffle_blocks)]
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
         perms = [rng.permutation(sum(b[2] for b in g)) if self.shuffle else None for g in groups]
-        carry = np.empty((0,), dtype=np.float32)
-        for gi in range(wid, len(groups), nw) if nw > 1 else range(len(groups)):
-            data = np.concatenate([self._read(b) for b in groups[gi]])
-            if perms[gi] is not None:
-                data = data[perms[gi]]
-            if nw == 1 and len(carry):
-                data = np.concatenate([carry, data])
-            n_full = len(data) // self.batch_size * self.batch_size
+        carry = None
+        mine = range(wid, len(groups), nw)
+        # one buffer for the whole epoch (batches are gathered copies): no page faults per group
+        cap = max((sum(b[2] for b in groups[gi]) for gi in mine), default=0) + self.batch_size
+        store = np.empty((cap, 2, self.length), dtype=np.float32)
+        tstore = torch.from_numpy(store)  # the same memory; torch's index_select gathers faster than numpy
+        for gi in mine:
+            n_carry = 0 if carry is None else len(carry)
+            n = sum(b[2] for b in groups[gi])
+            buf = store[: n_carry + n]  # one read, straight into place
+            if n_carry:
+                buf[:n_carry] = carry
+            off = n_carry
+            for b in groups[gi]:
+                self._read_into(b, buf[off : off + b[2]])
+                off += b[2]
+            order = perms[gi] + n_carry if perms[gi] is not None else np.arange(n_carry, n_carry + n)
+            if n_carry:
+                order = np.concatenate([np.arange(n_carry), order])
+            order = torch.from_numpy(order)
+            n_full = len(order) // self.batch_size * self.batch_size
             for s in range(0, n_full, self.batch_size):
-                yield torch.from_numpy(normalize(data[s : s + self.batch_size]))
-            rest = data[n_full:]
-            if nw == 1:
-                carry = rest
-            elif len(rest):
-                yield torch.from_numpy(normalize(rest))
-        if len(carry):
-            yield torch.from_numpy(normalize(carry))
+                yield tstore.index_select(0, order[s : s + self.batch_size])
+            rest = order[n_full:]
+            carry = tstore.index_select(0, rest).numpy() if len(rest) else None
+            if nw > 1 and carry is not None:  # workers do not share a carry: flush it
+                yield torch.from_numpy(carry)
+                carry = None
+        if carry is not None:
+            yield torch.from_numpy(carry)
 
 
 def make_loader(dataset: ShardBatches, num_workers: int) -> torch.utils.data.DataLoader:

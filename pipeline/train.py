@@ -25,8 +25,10 @@ from pipeline.io import atomic_path, write_json
 from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
 from pipeline.masking import patch_mask
 from pipeline.model import SSLModel
+from pipeline.preprocess import normalize
 
 log = logging.getLogger(__name__)
+# train_windows_per_s: training steps only (all processes); seconds: the whole epoch with validation
 METRICS = ["epoch", "step", "lr", "train_total", "train_msm", "train_stft", "val_total", "val_msm", "val_stft", "train_windows_per_s", "seconds"]
 
 
@@ -100,7 +102,7 @@ def evaluate(model: SSLModel, objective, loader, train_cfg, device, autocast_dty
     example = None
     for x in loader:
         mask = _masks(x, model, train_cfg, gen).to(device)
-        x = x.to(device, non_blocking=True)
+        x = normalize(x.to(device, non_blocking=True))
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             total, msm, stft, recon = objective(model, x, mask)
         sums += np.array([total.item(), msm.item(), stft.item()]) * len(x)
@@ -231,7 +233,7 @@ def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: l
                 it = iter(make_loader(train_ds, num_workers))
                 x = next(it)
             mask = _masks(x, model, train_cfg, gen).to(device)
-            x = x.to(device, non_blocking=True)
+            x = normalize(x.to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 total, msm, stft, _ = objective(net, x, mask)
             if not torch.isfinite(total):
@@ -257,6 +259,7 @@ def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: l
             if step % train_cfg["checkpoint_every_steps"] == 0 and step % spe:
                 save_state()
         bar.close()
+        train_seconds = time.perf_counter() - t_epoch
         if stopped:
             break
         # epoch end: validate on rank 0, record, keep the best
@@ -265,7 +268,7 @@ def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: l
             seconds = time.perf_counter() - t_epoch
             n = max(sums[3], 1)
             row = dict(zip(METRICS, [epoch + 1, step, scheduler.get_last_lr()[0], sums[0] / n, sums[1] / n, sums[2] / n,
-                                     v_total, v_msm, v_stft, sums[3] * world / seconds, seconds]))
+                                     v_total, v_msm, v_stft, sums[3] * world / train_seconds, seconds]))
             metrics.append(row)
             log.info("epoch %d: train %.4f (msm %.4f, stft %.4f) | val %.4f (msm %.4f, stft %.4f)", epoch + 1,
                      row["train_total"], row["train_msm"], row["train_stft"], v_total, v_msm, v_stft)

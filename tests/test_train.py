@@ -22,22 +22,32 @@ def all_windows(ds, workers=0):
     return torch.cat(list(make_loader(ds, workers)))
 
 
-def test_loader_reads_every_window_once_shuffled_and_normalized(tmp_path):
+def test_loader_reads_every_window_once_and_shuffled(tmp_path):
     train, _ = tiny_shards(tmp_path)
     raw = np.concatenate([windows(70, hr=60, seed=0), windows(50, hr=80, seed=1)])
     ds = ShardBatches(train, batch_size=16, block_windows=64, shuffle_blocks=2, seed=3)
     assert [b[2] for b in ds.blocks] == [64, 6, 50]  # chunk-aligned blocks
     got = all_windows(ds)
     assert got.shape == (120, 2, 1024)
-    want = torch.from_numpy(normalize(raw))
+    want = torch.from_numpy(raw)
     key = lambda t: sorted(map(tuple, t[:, 0, :4].tolist()))  # noqa: E731
-    assert key(got) == key(want)  # each window exactly once, normalized
+    assert key(got) == key(want)  # each window exactly once, raw (normalized later, on the device)
     assert not torch.equal(got, want)  # shuffled
     ds.set_epoch(1)
     assert not torch.equal(all_windows(ds), got)  # a new order each epoch
     ds.set_epoch(0)
     assert torch.equal(all_windows(ds), got)  # deterministic per epoch
     assert key(all_windows(ds, workers=2)) == key(want)  # workers open files lazily, cover everything
+    val = ShardBatches(train, batch_size=16, block_windows=64, shuffle=False)
+    assert torch.equal(all_windows(val), want)  # unshuffled: shard order
+
+
+def test_normalize_is_per_window_and_channel():
+    x = torch.randn(4, 2, 1024) * torch.tensor([3.0, 0.2]).view(1, 2, 1) + 7.0
+    z = normalize(x)
+    assert torch.allclose(z.mean(-1), torch.zeros(4, 2), atol=1e-5)
+    assert torch.allclose(z.std(-1, correction=0), torch.ones(4, 2), atol=1e-4)
+    np.testing.assert_allclose(normalize(x.numpy()), z.numpy(), atol=1e-6)
 
 
 def test_ddp_ranks_split_the_data_with_equal_steps(tmp_path):
