@@ -158,8 +158,13 @@ def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: l
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     rank = int(os.environ.get("RANK", 0))
     main = rank == 0
+    if main and os.environ.get("SLURM_JOB_ID"):
+        log.info("SLURM job %s on %s: SLURM_JOB_GPUS=%s CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
+                 os.environ.get("SLURMD_NODENAME", "?"), os.environ.get("SLURM_JOB_GPUS", ""), os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     if device.type == "cpu" and main:
         log.info("no GPU available: training on CPU (%d threads)", torch.get_num_threads())
+    elif main:
+        log.info("training on %s (%s)", device, torch.cuda.get_device_name(device))
     autocast_dtype = amp_dtype(train_cfg["precision"], device)
     seed = train_cfg["seed"]
 

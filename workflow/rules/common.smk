@@ -4,8 +4,23 @@ from pipeline.cases import batches as table_batches
 
 
 def section(*keys):
-    """The config sections a rule uses, as JSON for its `params:` (rerun trigger) and command."""
+    """Config sections as JSON: the params of a step (its rerun trigger) and its command line."""
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
+
+
+def source_params(*extra):
+    """What the case table and downloads depend on: the active source's section, the track names
+    and `extra` sections (editing signals.target_fs or another source's section reruns nothing).
+    """
+    src = config["source"]
+    tracks = {k: config["signals"][k] for k in ("ppg_track", "ecg_track")}
+    parts = {
+        "source": src,
+        src: config[src],
+        "signals": tracks,
+        **{k: config[k] for k in extra},
+    }
+    return json.dumps(parts, sort_keys=True)
 
 
 def case_table_path():

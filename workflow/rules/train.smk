@@ -1,30 +1,39 @@
+# Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
+# runs `python -m pipeline` from the one environment installed from pyproject.toml (README);
+# per-rule conda envs would each pull torch (GBs) and could drift from what the tests check.
 # Pretraining (GPU rule; runs on CPU with a logged note where no GPU exists) and export.
 
 
 rule pretrain:
     input:
         manifest="results/windows/manifest.json",
-        train=lambda w: expand("results/windows/train/shard-{batch}.h5", batch=batch_ids()),
+        train=lambda w: expand(
+            "results/windows/train/shard-{batch}.h5", batch=batch_ids()
+        ),
         val=lambda w: expand("results/windows/val/shard-{batch}.h5", batch=batch_ids()),
     output:
         model="results/pretrain/model.pt",
         metrics="results/pretrain/metrics.csv",
         summary="results/pretrain/summary.json",
-        loss=report("results/pretrain/loss.png", caption="../report/loss.rst", category="Pretraining"),
+        loss=report(
+            "results/pretrain/loss.png",
+            caption="../report/loss.rst",
+            category="Pretraining",
+        ),
         recon=report(
             "results/pretrain/reconstruction.png",
             caption="../report/reconstruction.rst",
             category="Pretraining",
         ),
-    params:
-        cfg=section("model", "train"),
-    threads: 4
-    resources:
-        gpu=1,
     log:
         "logs/pretrain.log",
     benchmark:
         "benchmarks/pretrain.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+    params:
+        cfg=section("model", "train"),
     shell:
         "python -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
         " --train-shards {input.train:q} --val-shards {input.val:q} --outdir results/pretrain"
@@ -39,10 +48,10 @@ rule export:
         summary="results/pretrain/summary.json",
     output:
         directory("results/export/encoder"),
-    params:
-        cfg=section("signals", "window"),
     log:
         "logs/export.log",
+    params:
+        cfg=section("signals", "window"),
     shell:
         "python -m pipeline export --params {params.cfg:q} --model {input.model:q} --manifest {input.manifest:q}"
         " --metrics {input.metrics:q} --summary {input.summary:q} --out {output:q} 2> {log:q}"
