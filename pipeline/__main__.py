@@ -83,6 +83,20 @@ def cmd_export(a):
     export_encoder(a.model, a.manifest, a.metrics, a.summary, params["signals"], params["window"], a.out)
 
 
+def cmd_evaluate(a):
+    from pipeline.evaluate import evaluate
+
+    p = json.loads(a.params)
+    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["source"], p["model"], p["train"], p["evaluate"],
+             p["signals"]["target_fs"], a.outdir)
+
+
+def cmd_qc(a):
+    from pipeline.report import qc_report
+
+    qc_report(a.manifest, a.png, a.html)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = p.add_subparsers(dest="step", required=True)
@@ -140,6 +154,22 @@ def main(argv=None) -> None:
     s.add_argument("--summary", required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("evaluate", help="linear probes of the exported encoder vs baselines; reconstruction quality")
+    s.add_argument("--params", required=True, help="source, model, train, evaluate and signals as JSON")
+    s.add_argument("--encoder", required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--cases", required=True)
+    s.add_argument("--train-shards", nargs="+", required=True)
+    s.add_argument("--test-shards", nargs="+", required=True)
+    s.add_argument("--outdir", required=True)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("qc", help="data QC plot and table from the manifest")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--png", required=True)
+    s.add_argument("--html", required=True)
+    s.set_defaults(func=cmd_qc)
 
     a = p.parse_args(argv)
     _setup_logging()

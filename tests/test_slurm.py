@@ -40,7 +40,7 @@ def slurm():
 
 
 def test_demo_through_the_slurm_profile(slurm, tmp_path):
-    write_config(tmp_path, train={"epochs": 2})
+    write_config(tmp_path, small=True, train={"epochs": 2})
     partition = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split()[0]
     r = snakemake(
         tmp_path, "--profile", str(REPO / "workflow/profiles/slurm"),
@@ -49,7 +49,7 @@ def test_demo_through_the_slurm_profile(slurm, tmp_path):
         "--default-resources", f"slurm_partition={partition}", "runtime=30", "mem_mb=1000", "cpus_per_task=1",
         "--set-resources", "pretrain:gpu=1", f"pretrain:slurm_partition={partition}", "pretrain:runtime=30",
         "pretrain:mem_mb=2000", "pretrain:cpus_per_task=1",
-        "--set-threads", "pretrain=1", "--jobs", "4",
+        "--set-threads", "pretrain=1", "--jobs", "4", "results/export/encoder",
     )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-5000:]

@@ -21,10 +21,12 @@ def snakemake(workdir, *args):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
 
 
-def write_config(workdir: Path, **edits) -> dict:
+def write_config(workdir: Path, small: bool = False, **edits) -> dict:
+    """The default (demo) config in `workdir`; `small` = fewer, shorter cases and epochs."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg["demo"].update(n_cases=10, duration_s=240)
-    cfg["train"].update(epochs=3)
+    if small:
+        cfg["demo"].update(n_cases=10, duration_s=240)
+        cfg["train"].update(epochs=3)
     for section, value in edits.items():
         cfg[section] = {**cfg[section], **value} if isinstance(value, dict) else value
     (workdir / "config").mkdir(exist_ok=True)
@@ -62,7 +64,7 @@ def test_demo_runs_end_to_end_and_records_faults(demo_run):
     for caseid, rule in {"2": "flat", "3": "clipping", "4": "nan", "5": "amplitude", "6": "heart_rate"}.items():
         rej = cases[caseid]["rejected"]
         assert rej[rule] > 0 and sum(rej.values()) == rej[rule], (caseid, rej)  # only the deliberate fault
-    for caseid in ("1", "9", "10"):
+    for caseid in ("1", "9", "10", "24"):
         assert cases[caseid]["kept"] == cases[caseid]["cut"] > 0
     n = 0
     for shard in (wd / "results/windows").glob("*/shard-*.h5"):
@@ -82,15 +84,33 @@ def test_rerun_only_what_a_config_edit_touches(demo_run):
     assert planned(wd) == {}  # nothing edited: nothing reruns
 
     write_config(wd, train={"lr": 5e-4})
-    assert set(planned(wd)) == {"pretrain", "export", "all"}
+    assert set(planned(wd)) == {"pretrain", "export", "evaluate", "all"}
 
     write_config(wd, window={"stride": 512})
     jobs = planned(wd)
-    assert {"windows", "manifest", "pretrain", "export"} <= set(jobs)
+    assert {"windows", "manifest", "qc", "pretrain", "export", "evaluate"} <= set(jobs)
     assert not {"download", "resample", "case_table"} & set(jobs)
 
     write_config(wd)
     assert planned(wd) == {}
+
+
+def test_ssl_encoder_beats_random_weights_on_heart_rate(demo_run):
+    m = json.loads((demo_run / "results/eval/metrics.json").read_text())
+    for task in ("heart_rate_from_ppg", "heart_rate_from_ppg+ecg"):
+        ssl, rnd = m["probes"][task]["ssl"], m["probes"][task]["random"]
+        assert ssl["mae"] < rnd["mae"] and ssl["r2"] > rnd["r2"], (task, ssl, rnd)
+    rec = m["reconstruction"]
+    assert rec["model"] < rec["linear_interpolation"]
+
+
+def test_report_has_every_section(demo_run):
+    r = snakemake(demo_run, "--report", "results/report.html")
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = (demo_run / "results/report.html").read_text()
+    for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "loss.png", "reconstruction.png",
+                   "probes.png", "probes.html", "first quality rule", "Linear probes on frozen", "masked patches the model"):
+        assert needle in html, needle
 
 
 def test_bad_config_fails_before_any_job(tmp_path):

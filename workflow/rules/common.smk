@@ -42,4 +42,8 @@ def window_stats(wildcards):
 
 
 def all_targets(wildcards):
-    return ["results/windows/manifest.json", "results/export/encoder"]
+    return [
+        "results/windows/qc.png",
+        "results/export/encoder",
+        "results/eval/metrics.json",
+    ]

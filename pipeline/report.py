@@ -1,0 +1,43 @@
+"""Data QC for people: a plot and a table of what the windows stage kept, rejected and skipped."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from pipeline.io import atomic_path, read_json, write_text
+from pipeline.quality import RULES
+
+
+def qc_report(manifest_path, png_path, html_path) -> None:
+    m = read_json(manifest_path)
+    t = m["totals"]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
+    skipped = {}
+    for c in m["cases"].values():
+        if c.get("skip_reason"):
+            key = c["skip_reason"].split(":")[0] if ":" in c["skip_reason"] else c["skip_reason"]
+            skipped[key] = skipped.get(key, 0) + 1
+    a.bar(["used"] + [f"skipped at\n{k}" for k in skipped], [t["cases_used"]] + list(skipped.values()), color=["C2"] + ["C3"] * len(skipped))
+    a.set_title(f"cases ({t['cases']} in the case table)")
+    b.bar(["kept"] + list(RULES), [t["kept"]] + [t["rejected"][r] for r in RULES], color=["C2"] + ["C3"] * len(RULES))
+    b.set_title(f"windows ({t['cut']} cut): kept, and rejected per first failing rule", fontsize=10)
+    b.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+    rows = []
+    for caseid, c in m["cases"].items():
+        rej = ", ".join(f"{r} {n}" for r, n in c.get("rejected", {}).items() if n)
+        rows.append(f"<tr><td>{caseid}</td><td>{c['split']}</td><td>{c.get('cut', 0)}</td><td>{c.get('kept', 0)}</td>"
+                    f"<td>{html.escape(rej)}</td><td>{html.escape(c.get('skip_reason', ''))}</td></tr>")
+    write_text(html_path, "<html><body><h3>Windows per case</h3><table border=1 cellpadding=4>"
+               "<tr><th>case</th><th>split</th><th>cut</th><th>kept</th><th>rejected (first failing rule)</th><th>skip reason</th></tr>"
+               + "".join(rows) + "</table></body></html>\n")
