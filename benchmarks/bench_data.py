@@ -75,6 +75,10 @@ def child(mode: str, path: Path, threads: int = 1) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# rules with `localrule: True` in workflow/rules/*.smk (plus `all`): they run where Snakemake runs
+LOCAL_RULES = {"case_table", "download", "manifest", "qc", "all"}
+
+
 def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
     import yaml
 
@@ -100,7 +104,18 @@ def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
         parts = line.split()
         if len(parts) == 2 and parts[1].isdigit():
             jobs[parts[0]] = int(parts[1])
-    return {"cases": n_cases, "batch_size": batch_size, "dry_run_s": wall, "jobs": jobs}
+    # the same DAG through the SLURM profile: what would be submitted to the cluster
+    t0 = time.perf_counter()
+    prof = subprocess.run(cmd[:-3] + ["-n", "--profile", str(REPO / "workflow" / "profiles" / "slurm")],
+                          capture_output=True, text=True, env=env, check=True)
+    wall_profile = time.perf_counter() - t0
+    lines = (prof.stdout + prof.stderr).splitlines()
+    groups = sum("Group job" in line for line in lines)
+    ungrouped = [line.split()[1].rstrip(":") for line in lines if line.startswith("rule ")]
+    single = sorted(r for r in ungrouped if r not in LOCAL_RULES)
+    return {"cases": n_cases, "batch_size": batch_size, "dry_run_s": wall, "jobs": jobs, "slurm_profile_dry_run_s": wall_profile,
+            "cluster_jobs": groups + len(single), "cluster_group_jobs": groups, "cluster_single_jobs": single,
+            "local_jobs": len(ungrouped) - len(single)}
 
 
 def main() -> None:
@@ -108,10 +123,14 @@ def main() -> None:
     p.add_argument("--workdir", default=str(REPO / "benchmarks" / "out"))
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--no-quantize", action="store_true", help="full-precision float noise (worst-case compression)")
+    p.add_argument("--only-dry-run", action="store_true")
     a = p.parse_args()
     wd = Path(a.workdir)
     wd.mkdir(parents=True, exist_ok=True)
     results = {}
+    if a.only_dry_run:
+        print(json.dumps(dry_run(wd), indent=2))
+        return
     # packed = one record per track, as the API serves /1.0.1/<caseid>.vital;
     # unpacked = 1 s records, as in the PhysioNet release's original files.
     suffix = "-float" if a.no_quantize else ""

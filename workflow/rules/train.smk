@@ -35,7 +35,10 @@ rule pretrain:
     params:
         cfg=section("model", "train"),
     shell:
-        "python -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
+        # one process per GPU: torchrun (DDP) when the rule is given more than one GPU
+        "launch=python; if [ {resources.gpu} -gt 1 ]; then"
+        " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.gpu}'; fi;"
+        " $launch -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
         " --train-shards {input.train:q} --val-shards {input.val:q} --outdir results/pretrain"
         " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) 2> {log:q}"
 
