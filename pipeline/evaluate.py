@@ -82,10 +82,9 @@ def _bootstrap(metric, y, p, groups, rng) -> tuple[float, float]:
     vals = []
     for _ in range(N_BOOT):
         pick = np.concatenate([idx_by[s] for s in rng.choice(subjects, len(subjects), replace=True)])
-        try:
-            vals.append(metric(y[pick], p[pick]))
-        except ValueError:  # e.g. one class only in a resample
+        if len(np.unique(y[pick])) < 2:  # one class (or one label value) only: the metric is undefined
             continue
+        vals.append(metric(y[pick], p[pick]))
     if not vals:
         return float("nan"), float("nan")
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))

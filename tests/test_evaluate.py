@@ -50,3 +50,47 @@ def test_linear_interpolation_is_exact_on_lines():
     mask[:, :, 0] = False  # interior gaps: interpolation between two visible samples
     mask[:, :, -1] = False
     torch.testing.assert_close(linear_interpolation_fill(x, mask, 64), x)
+
+
+def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_path, config):
+    """source != demo: age and sex probes from the case table; model.pretrained set: a 4th feature set."""
+    import json
+
+    from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
+
+    from pipeline.cases import write_table
+    from pipeline.evaluate import evaluate
+    from pipeline.export import export_encoder
+    from pipeline.model import ttm_config
+    from pipeline.train import pretrain
+    from pipeline.windows import build_manifest
+    from tests.helpers import TINY_MODEL, TINY_TRAIN, write_shard
+
+    # a local "pretrained" TTM with the tiny geometry (saved as the hub model is: ForPrediction)
+    torch.manual_seed(3)
+    TinyTimeMixerForPrediction(ttm_config(TINY_MODEL)).save_pretrained(tmp_path / "ttm")
+    model_cfg = dict(TINY_MODEL, pretrained=str(tmp_path / "ttm"))
+
+    rows, train, test = [], [], []
+    for caseid in range(1, 13):
+        split = "test" if caseid > 8 else "train"
+        path = write_shard(tmp_path / split / f"shard-{caseid:04d}.h5", windows(8, hr=55 + 5 * caseid, seed=caseid), caseid=caseid)
+        (test if split == "test" else train).append(str(path))
+        rows.append({"caseid": caseid, "subjectid": caseid, "split": split, "batch": 0, "age": 30 + 3 * caseid,
+                     "sex": "F" if caseid % 2 else "M"})
+    write_table(tmp_path / "cases.tsv", rows)
+    pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, test, tmp_path / "pre", "d")
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"1": {"split": "train", "cut": 8, "kept": 8, "rejected": {}}}))
+    build_manifest([stats], tmp_path / "manifest.json", {})
+    pre = tmp_path / "pre"
+    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json",
+                   config["signals"], config["window"], tmp_path / "encoder")
+
+    res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", "vitaldb", model_cfg,
+                   dict(TINY_TRAIN), {"max_windows": 1000, "seed": 0}, 125, tmp_path / "eval")
+    assert res["feature_sets"] == ["ssl", "random", "pretrained", "raw"]
+    assert set(res["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg", "age", "sex"}
+    assert set(res["probes"]["sex"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
+    assert res["probes"]["age"]["raw"]["test_subjects"] == 4
+    assert (tmp_path / "eval" / "probes.png").stat().st_size > 0 and "AUROC" in (tmp_path / "eval" / "probes.html").read_text()
