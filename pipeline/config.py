@@ -90,7 +90,10 @@ def check_model(config: dict) -> None:
                 "must be an integer > 4 (TTM would silently disable a level otherwise)"
             )
     if m["pretrained"] and not m["revision"] and not Path(m["pretrained"]).is_dir():
-        raise ConfigError(f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1)")
+        raise ConfigError(
+            f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1); "
+            f"if model.pretrained is meant as a local directory, {m['pretrained']!r} does not exist"
+        )
     if len(t["stft_n_fft"]) != len(t["stft_hop"]):
         raise ConfigError(f"train.stft_hop ({t['stft_hop']}) needs one hop per train.stft_n_fft ({t['stft_n_fft']})")
     for n_fft, hop in zip(t["stft_n_fft"], t["stft_hop"]):
