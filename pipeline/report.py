@@ -23,9 +23,13 @@ def qc_report(manifest_path, png_path, html_path) -> None:
         if c.get("skip_reason"):
             key = c["skip_reason"].split(":")[0] if ":" in c["skip_reason"] else c["skip_reason"]
             skipped[key] = skipped.get(key, 0) + 1
-    a.bar(["used"] + [f"skipped at\n{k}" for k in skipped], [t["cases_used"]] + list(skipped.values()), color=["C2"] + ["C3"] * len(skipped))
+    bars = a.bar(["used"] + [f"skipped at\n{k}" for k in skipped], [t["cases_used"]] + list(skipped.values()),
+                 color=["C2"] + ["C3"] * len(skipped))
+    a.bar_label(bars)
     a.set_title(f"cases ({t['cases']} in the case table)")
-    b.bar(["kept"] + list(RULES), [t["kept"]] + [t["rejected"][r] for r in RULES], color=["C2"] + ["C3"] * len(RULES))
+    bars = b.bar(["kept"] + list(RULES), [t["kept"]] + [t["rejected"][r] for r in RULES], color=["C2"] + ["C3"] * len(RULES))
+    b.bar_label(bars)
+    b.set_yscale("symlog", linthresh=1)  # rejections are few; zero counts stay drawable
     b.set_title(f"windows ({t['cut']} cut): kept, and rejected per first failing rule", fontsize=10)
     b.tick_params(axis="x", rotation=20)
     fig.tight_layout()

@@ -348,8 +348,10 @@ def plot_reconstruction(example, patch_length: int, path: Path) -> None:
     for i in range(n):
         for c, name in enumerate(("PPG", "ECG")):
             ax = axes[i, c]
+            shown = recon[i, c].clone()
+            shown[~mask[i, c].repeat_interleave(patch_length)] = float("nan")  # the loss scores masked patches only
             ax.plot(x[i, c].numpy(), lw=0.8, label="true")
-            ax.plot(recon[i, c].numpy(), lw=0.8, label="reconstruction")
+            ax.plot(shown.numpy(), lw=1.0, label="reconstruction of masked patches")
             for p in torch.nonzero(mask[i, c]).flatten().tolist():
                 ax.axvspan(p * patch_length, (p + 1) * patch_length, color="0.85", zorder=0)
             ax.set_title(f"validation window {i}, {name} (grey = masked patches)", fontsize=9)
