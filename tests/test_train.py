@@ -168,3 +168,37 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert r.returncode == 0, r.stderr[-2000:]
     np.testing.assert_allclose(np.load(tmp_path / "h.npy"), want, rtol=1e-5, atol=1e-6)
+
+
+def test_sigkill_mid_run_then_rerun_gives_identical_weights(tmp_path):
+    """A real kill (SIGKILL of the training process once it has checkpointed), then the same command."""
+    import signal
+    import time
+
+    train, val = tiny_shards(tmp_path / "data")
+    params = json.dumps({"model": TINY_MODEL, "train": dict(TINY_TRAIN, epochs=25, checkpoint_every_steps=5)})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
+
+    def cmd(out):
+        return [sys.executable, "-m", "pipeline", "pretrain", "--params", params, "--manifest", str(manifest),
+                "--train-shards", *train, "--val-shards", *val, "--outdir", str(out)]
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "state" / "last.pt"
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(state, weights_only=False)["step"]
+    assert 0 < killed_at < 200, killed_at  # killed mid-run, after a checkpoint
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    assert subprocess.run(cmd(tmp_path / "killed"), env=env, capture_output=True).returncode == 0
+    assert subprocess.run(cmd(tmp_path / "straight"), env=env, capture_output=True).returncode == 0
+    a = torch.load(tmp_path / "straight" / "model.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "model.pt", weights_only=False)
+    assert a["step"] == b["step"] and a["val_loss"] == b["val_loss"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
