@@ -24,9 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
-import numpy as np, yaml
-from pipeline.config import validate_config
-cfg = validate_config(yaml.safe_load(open("config/config.yaml")))
+from pipeline.config import load_config
+cfg = load_config("config/config.yaml")
 tracks = [cfg["signals"]["ppg_track"], cfg["signals"]["ecg_track"]]
 from pipeline.resample import resample_case
 from pipeline.windows import window_case

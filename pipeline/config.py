@@ -6,7 +6,6 @@ time, before any job runs, with a message that names the key.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from pathlib import Path
@@ -105,21 +104,9 @@ def check_model(config: dict) -> None:
         raise ConfigError(f"train.block_windows ({t['block_windows']}) must be a multiple of window.chunk ({w['chunk']})")
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    if overrides:
-        config = deep_update(config, overrides)
-    return validate_config(config)
-
-
-def deep_update(base: dict, other: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in other.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_update(out[k], v)
-        else:
-            out[k] = v
-    return out
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file and validate it (defaults filled)."""
+    return validate_config(yaml.safe_load(Path(path).read_text()) or {})
 
 
 def digest(obj) -> str:
