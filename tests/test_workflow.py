@@ -109,7 +109,7 @@ def test_report_has_every_section(demo_run):
     assert r.returncode == 0, r.stderr[-2000:]
     html = (demo_run / "results/report.html").read_text()
     for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "loss.png", "reconstruction.png",
-                   "probes.png", "probes.html", "first quality rule", "Linear probes on frozen", "masked patches the model"):
+                   "probes.png", "probes.html", "first quality rule", "Linear probes on frozen", "had to fill in"):
         assert needle in html, needle
 
 

@@ -37,6 +37,13 @@ def source_file(pattern):
     return lambda w: pattern.format(source=config["source"], **w)
 
 
+def shards(split):
+    """Input function: the window shards of one split, one per batch."""
+    return lambda w: expand(
+        "results/windows/{split}/shard-{batch}.h5", split=split, batch=batch_ids()
+    )
+
+
 def window_stats(wildcards):
     return expand("results/windows/stats/batch-{batch}.json", batch=batch_ids())
 

@@ -25,6 +25,8 @@ rule download:
         "resources/{source}/vital/batch-{batch}.json",
     log:
         "logs/{source}/download/batch-{batch}.log",
+    benchmark:
+        "benchmarks/download/{source}-batch-{batch}.tsv"
     localrule: True
     params:
         cfg=source_params("download"),

@@ -51,13 +51,7 @@ rule evaluate:
         "benchmarks/evaluate.tsv"
     threads: 2
     params:
-        cfg=lambda w: json.dumps(
-            {
-                k: config[k]
-                for k in ("source", "model", "train", "evaluate", "signals")
-            },
-            sort_keys=True,
-        ),
+        cfg=section("source", "model", "train", "evaluate", "signals"),
     shell:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
         " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
