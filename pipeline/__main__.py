@@ -101,74 +101,38 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = p.add_subparsers(dest="step", required=True)
 
-    s = sub.add_parser("case-table", help="build the case table of the configured source")
-    s.add_argument("--params", required=True, help="source, cases, source sections, download and signals as JSON")
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_case_table)
+    def step(name, func, help, params, args=(), lists=(), extra=None):
+        """One subcommand: --params (JSON) plus required path options; `lists` take one or more paths."""
+        s = sub.add_parser(name, help=help)
+        s.add_argument("--params", required=True, help=params)
+        for arg in args:
+            s.add_argument(f"--{arg}", required=True, type=int if arg == "batch" else str)
+        for arg in lists:
+            s.add_argument(f"--{arg}", nargs="+", required=True)
+        if extra:
+            extra(s)
+        s.set_defaults(func=func)
 
-    s = sub.add_parser("download", help="fetch and validate one batch of cases")
-    s.add_argument("--params", required=True)
-    s.add_argument("--cases", required=True)
-    s.add_argument("--batch", type=int, required=True)
-    s.add_argument("--outdir", required=True)
-    s.add_argument("--status", required=True)
-    s.set_defaults(func=cmd_download)
-
-    s = sub.add_parser("resample", help="resample one batch of cases to the target rate")
-    s.add_argument("--params", required=True, help="the signals section as JSON")
-    s.add_argument("--download-status", required=True)
-    s.add_argument("--outdir", required=True)
-    s.add_argument("--status", required=True)
-    s.set_defaults(func=cmd_resample)
-
-    s = sub.add_parser("windows", help="cut, check and shard one batch of cases")
-    s.add_argument("--params", required=True)
-    s.add_argument("--cases", required=True)
-    s.add_argument("--batch", type=int, required=True)
-    s.add_argument("--resample-status", required=True)
-    for split in ("train", "val", "test"):
-        s.add_argument(f"--{split}", required=True)
-    s.add_argument("--stats", required=True)
-    s.set_defaults(func=cmd_windows)
-
-    s = sub.add_parser("manifest", help="merge per-batch window statistics")
-    s.add_argument("--params", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("stats", nargs="+")
-    s.set_defaults(func=cmd_manifest)
-
-    s = sub.add_parser("pretrain", help="self-supervised pretraining (runs under torchrun for DDP)")
-    s.add_argument("--params", required=True, help="the model and train sections as JSON")
-    s.add_argument("--manifest", required=True)
-    s.add_argument("--train-shards", nargs="+", required=True)
-    s.add_argument("--val-shards", nargs="+", required=True)
-    s.add_argument("--outdir", required=True)
-    s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)")
-    s.set_defaults(func=cmd_pretrain)
-
-    s = sub.add_parser("export", help="export the best encoder for TinyTimeMixerModel.from_pretrained")
-    s.add_argument("--params", required=True, help="the signals and window sections as JSON")
-    s.add_argument("--model", required=True)
-    s.add_argument("--manifest", required=True)
-    s.add_argument("--metrics", required=True)
-    s.add_argument("--summary", required=True)
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=cmd_export)
-
-    s = sub.add_parser("evaluate", help="linear probes of the exported encoder vs baselines; reconstruction quality")
-    s.add_argument("--params", required=True, help="source, model, train, evaluate and signals as JSON")
-    s.add_argument("--encoder", required=True)
-    s.add_argument("--model", required=True)
-    s.add_argument("--cases", required=True)
-    s.add_argument("--train-shards", nargs="+", required=True)
-    s.add_argument("--test-shards", nargs="+", required=True)
-    s.add_argument("--outdir", required=True)
-    s.set_defaults(func=cmd_evaluate)
-
+    step("case-table", cmd_case_table, "build the case table of the configured source",
+         "source, cases, source sections, download and signals as JSON", ["out"])
+    step("download", cmd_download, "fetch and validate one batch of cases", "source sections, download, track names",
+         ["cases", "batch", "outdir", "status"])
+    step("resample", cmd_resample, "resample one batch of cases to the target rate", "the signals section as JSON",
+         ["download-status", "outdir", "status"])
+    step("windows", cmd_windows, "cut, check and shard one batch of cases", "signals, window and quality as JSON",
+         ["cases", "batch", "resample-status", "train", "val", "test", "stats"])
+    step("manifest", cmd_manifest, "merge per-batch window statistics", "signals, window and quality as JSON", ["out"],
+         extra=lambda s: s.add_argument("stats", nargs="+"))
+    step("pretrain", cmd_pretrain, "self-supervised pretraining (runs under torchrun for DDP)",
+         "the model and train sections as JSON", ["manifest", "outdir"], ["train-shards", "val-shards"],
+         extra=lambda s: s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)"))
+    step("export", cmd_export, "export the best encoder for TinyTimeMixerModel.from_pretrained",
+         "the signals and window sections as JSON", ["model", "manifest", "metrics", "summary", "out"])
+    step("evaluate", cmd_evaluate, "linear probes of the exported encoder vs baselines; reconstruction quality",
+         "source, model, train, evaluate and signals as JSON", ["encoder", "model", "cases", "outdir"], ["train-shards", "test-shards"])
     s = sub.add_parser("qc", help="data QC plot and table from the manifest")
-    s.add_argument("--manifest", required=True)
-    s.add_argument("--png", required=True)
-    s.add_argument("--html", required=True)
+    for arg in ("manifest", "png", "html"):
+        s.add_argument(f"--{arg}", required=True)
     s.set_defaults(func=cmd_qc)
 
     a = p.parse_args(argv)

@@ -21,12 +21,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 log = logging.getLogger(__name__)
 
 
-def shard_sizes(paths: list[str | Path]) -> list[int]:
-    sizes = []
+def shard_shapes(paths: list[str | Path]) -> list[tuple[int, int, int]]:
+    """`signals` shape [N, C, L] of each shard (one open per file)."""
+    shapes = []
     for p in paths:
         with h5py.File(p, "r") as f:
-            sizes.append(int(f["signals"].shape[0]))
-    return sizes
+            shapes.append(tuple(int(d) for d in f["signals"].shape))
+    return shapes
 
 
 class ShardBatches(IterableDataset):
@@ -34,7 +35,9 @@ class ShardBatches(IterableDataset):
                  shuffle: bool = True, seed: int = 0, rank: int = 0, world_size: int = 1, max_windows: int | None = None):
         super().__init__()
         self.paths = [str(p) for p in paths]
-        self.sizes = shard_sizes(self.paths)
+        shapes = shard_shapes(self.paths)
+        self.sizes = [n for n, _, _ in shapes]
+        self.length = shapes[0][2] if shapes else 0
         self.batch_size = batch_size
         self.block_windows = block_windows
         self.shuffle_blocks = shuffle_blocks
@@ -54,10 +57,6 @@ class ShardBatches(IterableDataset):
                 total += kept[-1][2]
             self.blocks = kept
         self._files: dict[int, h5py.File] = {}
-        self.length = 0
-        if self.paths:
-            with h5py.File(self.paths[0], "r") as f:
-                self.length = int(f["signals"].shape[-1])
 
     def __getstate__(self):  # open h5py handles never travel to worker processes
         state = self.__dict__.copy()
