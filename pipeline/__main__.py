@@ -25,7 +25,7 @@ def cmd_case_table(a):
 
     rows = build_case_table(json.loads(a.params))
     if not rows:
-        raise SystemExit("case table is empty: no case has both tracks (check signals.*_track and cases.*)")
+        raise SystemExit("case table is empty: no case has both tracks (check <source>.tracks and cases.*)")
     write_table(a.out, rows)
     log.info("case table: %d cases in %d batches -> %s", len(rows), len({r["batch"] for r in rows}), a.out)
 
@@ -46,7 +46,7 @@ def cmd_resample(a):
     from pipeline.io import read_json
     from pipeline.resample import resample_batch
 
-    resample_batch(read_json(a.download_status), json.loads(a.params)["signals"], a.outdir, a.status)
+    resample_batch(read_json(a.download_status), json.loads(a.params), a.outdir, a.status)
 
 
 def cmd_windows(a):
@@ -73,28 +73,38 @@ def cmd_pretrain(a):
     manifest = read_json(a.manifest)
     data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
                           "shards": sorted(a.train_shards) + sorted(a.val_shards)})
-    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=a.workers)
+    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=a.workers,
+             pretrained=a.pretrained)
 
 
 def cmd_export(a):
     from pipeline.export import export_encoder
 
-    params = json.loads(a.params)
-    export_encoder(a.model, a.manifest, a.metrics, a.summary, params["signals"], params["window"], a.out)
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, json.loads(a.params), a.out)
 
 
 def cmd_evaluate(a):
     from pipeline.evaluate import evaluate
 
     p = json.loads(a.params)
-    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["source"], p["model"], p["train"], p["evaluate"],
-             p["signals"]["target_fs"], a.outdir)
+    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["model"], p["train"], p["evaluate"],
+             p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
+
+
+def cmd_fetch_pretrained(a):
+    from pipeline.backbones import fetch_pretrained
+
+    fetch_pretrained(json.loads(a.params)["model"], a.out)
 
 
 def cmd_qc(a):
     from pipeline.report import qc_report
 
     qc_report(a.manifest, a.png, a.html)
+
+
+def _pretrained_arg(s):
+    s.add_argument("--pretrained", default=None, help="local directory of the pretrained weights (the rule passes it when model.pretrained is set)")
 
 
 def main(argv=None) -> None:
@@ -114,22 +124,26 @@ def main(argv=None) -> None:
         s.set_defaults(func=func)
 
     step("case-table", cmd_case_table, "build the case table of the configured source",
-         "source, cases, source sections, download and signals as JSON", ["out"])
-    step("download", cmd_download, "fetch and validate one batch of cases", "source sections, download, track names",
+         "source, its section, cases and download as JSON", ["out"])
+    step("download", cmd_download, "fetch and validate one batch of cases", "source, its section and download as JSON",
          ["cases", "batch", "outdir", "status"])
-    step("resample", cmd_resample, "resample one batch of cases to the target rate", "the signals section as JSON",
-         ["download-status", "outdir", "status"])
-    step("windows", cmd_windows, "cut, check and shard one batch of cases", "signals, window and quality as JSON",
+    step("resample", cmd_resample, "resample one batch of cases to the target rate",
+         "source, its tracks and the signals section as JSON", ["download-status", "outdir", "status"])
+    step("windows", cmd_windows, "cut, check and shard one batch of cases", "tracks, signals, window and quality as JSON",
          ["cases", "batch", "resample-status", "train", "val", "test", "stats"])
     step("manifest", cmd_manifest, "merge per-batch window statistics", "signals, window and quality as JSON", ["out"],
          extra=lambda s: s.add_argument("stats", nargs="+"))
     step("pretrain", cmd_pretrain, "self-supervised pretraining (runs under torchrun for DDP)",
          "the model and train sections as JSON", ["manifest", "outdir"], ["train-shards", "val-shards"],
-         extra=lambda s: s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)"))
-    step("export", cmd_export, "export the best encoder for TinyTimeMixerModel.from_pretrained",
-         "the signals and window sections as JSON", ["model", "manifest", "metrics", "summary", "out"])
+         extra=lambda s: (s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)"),
+                          _pretrained_arg(s)))
+    step("export", cmd_export, "export the best encoder (backbone config.json + model.safetensors, preprocessing, card)",
+         "tracks, signals and window as JSON", ["model", "manifest", "metrics", "summary", "out"])
     step("evaluate", cmd_evaluate, "linear probes of the exported encoder vs baselines; reconstruction quality",
-         "source, model, train, evaluate and signals as JSON", ["encoder", "model", "cases", "outdir"], ["train-shards", "test-shards"])
+         "model, train, evaluate and signals as JSON", ["encoder", "model", "cases", "outdir"], ["train-shards", "test-shards"],
+         extra=_pretrained_arg)
+    step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",
+         "the model section as JSON", ["out"])
     s = sub.add_parser("qc", help="data QC plot and table from the manifest")
     for arg in ("manifest", "png", "html"):
         s.add_argument(f"--{arg}", required=True)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 from pathlib import Path
 
 from pipeline.config import SPLITS
 from pipeline.io import atomic_path
+from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["caseid", "subjectid", "split", "batch", "has_ppg", "has_ecg", "duration_s", "age", "sex", "hr_bpm"]
+COLUMNS = ["caseid", "subjectid", "name", "split", "batch", "has_ppg", "has_ecg", "duration_s", "age", "sex", "hr_bpm"]
 
 
 def subject_split(subjectid, fractions: dict, salt: str) -> str:
@@ -34,11 +34,12 @@ def subject_split(subjectid, fractions: dict, salt: str) -> str:
 
 
 def finish_table(rows: list[dict], cases_cfg: dict, ppg_track: str, ecg_track: str) -> list[dict]:
-    """Filter to cases with both tracks, apply caseids/limit, assign split and batch, sort."""
+    """Drop cases known to lack a track (has_* False; None = not known until the case is fetched,
+    kept), apply caseids/limit, assign split and batch, sort."""
     rows = sorted(rows, key=lambda r: int(r["caseid"]))
     n_all = len(rows)
-    rows = [r for r in rows if r["has_ppg"] and r["has_ecg"]]
-    log.info("%d of %d cases have both %s and %s", len(rows), n_all, ppg_track, ecg_track)
+    rows = [r for r in rows if r["has_ppg"] is not False and r["has_ecg"] is not False]
+    log.info("%d of %d cases have (or may have) both %s and %s", len(rows), n_all, ppg_track, ecg_track)
     if cases_cfg.get("caseids"):
         wanted = set(cases_cfg["caseids"])
         missing = wanted - {int(r["caseid"]) for r in rows}
@@ -59,7 +60,7 @@ def write_table(path: str | Path, rows: list[dict]) -> None:
             w = csv.DictWriter(f, fieldnames=COLUMNS, delimiter="\t", extrasaction="ignore", restval="")
             w.writeheader()
             for r in rows:
-                w.writerow({k: (int(v) if isinstance(v, bool) else v) for k, v in r.items()})
+                w.writerow({k: ("" if v is None else int(v) if isinstance(v, bool) else v) for k, v in r.items()})
 
 
 def read_table(path: str | Path) -> list[dict]:
@@ -79,66 +80,7 @@ def batches(path: str | Path) -> list[int]:
         return sorted({int(line.split("\t")[col]) for line in f if line.strip()})
 
 
-def parse_clinical_csv(text: str) -> dict[int, dict]:
-    """VitalDB's clinical table (`/cases` or clinical_data.csv) -> {caseid: row}."""
-    out = {}
-    for r in csv.DictReader(io.StringIO(text)):
-        caseid = int(float(r["caseid"]))
-        try:
-            duration = float(r.get("caseend") or "nan") - float(r.get("casestart") or "nan")
-        except ValueError:
-            duration = float("nan")
-        out[caseid] = {
-            "caseid": caseid,
-            "subjectid": r.get("subjectid") or caseid,
-            "duration_s": duration,
-            "age": r.get("age", ""),
-            "sex": r.get("sex", ""),
-        }
-    return out
-
-
-def parse_track_csv(text: str) -> dict[int, set[str]]:
-    """VitalDB's track list (`/trks` or track_names.csv: caseid, tname[, tid]) -> {caseid: {tname}}."""
-    out: dict[int, set[str]] = {}
-    for r in csv.DictReader(io.StringIO(text)):
-        out.setdefault(int(float(r["caseid"])), set()).add(r["tname"])
-    return out
-
-
-def table_from_vitaldb_csv(clinical: str, tracks: str, ppg_track: str, ecg_track: str) -> list[dict]:
-    cases = parse_clinical_csv(clinical)
-    trks = parse_track_csv(tracks)
-    rows = []
-    for caseid, row in cases.items():
-        names = trks.get(caseid, set())
-        rows.append({**row, "has_ppg": ppg_track in names, "has_ecg": ecg_track in names, "hr_bpm": ""})
-    return rows
-
-
-def build_case_table(config: dict) -> list[dict]:
-    """Case table of the configured source (network access for `vitaldb`)."""
-    sig = config["signals"]
-    source = config["source"]
-    if source == "demo":
-        from pipeline.demo import demo_case_rows
-
-        rows = demo_case_rows(config["demo"])
-    elif source == "vitaldb":
-        from pipeline.download import fetch_text
-
-        api = config["vitaldb"]["api_url"].rstrip("/")
-        clinical = fetch_text(f"{api}/cases", config["download"])
-        tracks = fetch_text(f"{api}/trks", config["download"])
-        rows = table_from_vitaldb_csv(clinical, tracks, sig["ppg_track"], sig["ecg_track"])
-    elif source == "local":
-        root = Path(config["local"]["root"])
-        for name in ("clinical_data.csv", "track_names.csv"):
-            if not (root / name).is_file():
-                raise FileNotFoundError(f"local.root={root}: missing {name} (expected a PhysioNet VitalDB release)")
-        rows = table_from_vitaldb_csv(
-            (root / "clinical_data.csv").read_text(), (root / "track_names.csv").read_text(), sig["ppg_track"], sig["ecg_track"]
-        )
-    else:  # the schema forbids this
-        raise ValueError(f"source: unknown source {source!r}")
-    return finish_table(rows, config["cases"], sig["ppg_track"], sig["ecg_track"])
+def build_case_table(params: dict) -> list[dict]:
+    """Case table of the configured source (params: source, its section, cases, download)."""
+    source = get_source(params)
+    return finish_table(source.case_rows(), params["cases"], *source.tracks())

@@ -1,48 +1,58 @@
-"""One configuration: loaded, validated against the workflow's JSON schema, cross-checked.
-
-The Snakefile and the command line both go through `validate_config`, so a bad value fails at load
-time, before any job runs, with a message that names the key.
+"""One configuration: loaded, validated against the package's JSON schema (jsonschema, defaults
+filled), cross-checked. The Snakefile calls `validate_config` when the workflow loads, so a bad
+value fails before any job runs, with a message that names the key. The step commands
+(`python -m pipeline <step>`) take the sections the rule passes them, already validated.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+from pipeline.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"  # package data (pyproject.toml)
 SPLITS = ("train", "val", "test")
 
+__all__ = ["ConfigError", "SPLITS", "validate_config", "load_config", "digest"]
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key."""
+
+def _validator(schema: dict):
+    """A Draft 2020-12 validator that fills `default`s of missing properties as it validates
+    (nested sections too: a section's default {} is filled, then its own properties)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, sub in properties.items():
+                if "default" in sub and prop not in instance:
+                    instance[prop] = copy.deepcopy(sub["default"])
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
 
 
 def _schema_errors(config: dict, schema: dict) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
     out = []
-    for err in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
+    for err in sorted(_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-        if err.validator == "additionalProperties":
-            out.append(f"{key}: {err.message} (unknown key)")
-        else:
-            out.append(f"{key}: {err.message}")
+        suffix = " (unknown key)" if err.validator == "additionalProperties" else ""
+        out.append(f"{key}: {err.message}{suffix}")
     return out
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate `config` in place (filling defaults) and return it; raise ConfigError naming the key."""
-    from snakemake.utils import validate
-
     schema = yaml.safe_load(Path(schema_path).read_text())
     errors = _schema_errors(config, schema)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    validate(config, str(schema_path), set_default=True)  # fills defaults of nested sections
     check_config(config)
     return config
 
@@ -66,13 +76,16 @@ def check_config(config: dict) -> None:
             f"window.length ({window['length']}) must hold two beats at quality.hr_min_bpm "
             f"({q['hr_min_bpm']} bpm at {fs} Hz) for the heart-rate rule"
         )
-    if config["source"] == "local" and not config["local"]["root"]:
-        raise ConfigError("local.root: required when source is 'local' (the PhysioNet release folder)")
+    from pipeline.sources import source_class
+
+    source_class(config["source"]).check_config(config[config["source"]])
     check_model(config)
 
 
 def check_model(config: dict) -> None:
     """Model and loss geometry, derived once from the config; a mismatch is an error here."""
+    from pipeline import backbones
+
     m, w, t = config["model"], config["window"], config["train"]
     if m["context_length"] != w["length"]:
         raise ConfigError(f"model.context_length ({m['context_length']}) must equal window.length ({w['length']})")
@@ -80,19 +93,12 @@ def check_model(config: dict) -> None:
         raise ConfigError(
             f"model.patch_length ({m['patch_length']}) must divide model.context_length ({m['context_length']}) into 2 or more patches"
         )
-    levels = m["adaptive_patching_levels"]
-    if levels:
-        factor = 2 ** (levels - 1)
-        if m["d_model"] % factor or m["d_model"] // factor <= 4:
-            raise ConfigError(
-                f"model.d_model ({m['d_model']}) / 2**(model.adaptive_patching_levels-1) = {m['d_model'] / factor:g} "
-                "must be an integer > 4 (TTM would silently disable a level otherwise)"
-            )
-    if m["pretrained"] and not m["revision"] and not Path(m["pretrained"]).is_dir():
+    if m["pretrained"] and not m["revision"] and backbones.is_hub_id(m):
         raise ConfigError(
             f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1); "
             f"if model.pretrained is meant as a local directory, {m['pretrained']!r} does not exist"
         )
+    backbones.module(m["backbone"]).check_config(m)
     if len(t["stft_n_fft"]) != len(t["stft_hop"]):
         raise ConfigError(f"train.stft_hop ({t['stft_hop']}) needs one hop per train.stft_n_fft ({t['stft_n_fft']})")
     for n_fft, hop in zip(t["stft_n_fft"], t["stft_hop"]):

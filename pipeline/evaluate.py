@@ -5,9 +5,9 @@ scored on the test split) compare, on the same windows:
   - `ssl`: the exported SSL-trained encoder,
   - `random`: the same architecture with random weights,
   - `raw`: simple raw-signal features (moments, amplitude, spectral band powers),
-  - `pretrained`: the configured pretrained TTM without our SSL (when model.pretrained is set).
-Tasks: heart rate of the window (label: ECG R-peaks, independent of the QC's autocorrelation
-estimate) from PPG only and from both channels; on real sources also age and sex of the case.
+  - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set).
+Tasks are the rows of `pipeline.tasks.TASKS`; a task without enough labelled windows is skipped
+(logged), e.g. age and sex on the demo, whose case table has none.
 Confidence intervals: 95% percentile intervals from a bootstrap over test subjects.
 """
 
@@ -19,30 +19,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from scipy.signal import butter, find_peaks, sosfiltfilt
 
-from pipeline.io import atomic_path, write_json, write_text
+from pipeline import backbones
+from pipeline.channels import CHANNELS
+from pipeline.embedding import embed_windows
+from pipeline.io import write_json, write_text
 from pipeline.masking import patch_mask
+from pipeline.plots import pyplot, save_figure
 from pipeline.preprocess import normalize
+from pipeline.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
 N_BOOT = 300
 BANDS_HZ = [(0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 40.0)]
-
-
-# ----------------------------------------------------------------------------- labels
-def rpeak_heart_rate(ecg: np.ndarray, fs: float) -> np.ndarray:
-    """Heart rate (bpm) per ECG window [n, L] from R-peaks: 5-20 Hz band-pass, peaks of the
-    rectified signal above 40% of its 99th percentile, at least 250 ms apart; 60 / median RR.
-    NaN where fewer than 3 peaks are found."""
-    sos = butter(3, [5.0, 20.0], btype="band", fs=fs, output="sos")
-    x = np.abs(sosfiltfilt(sos, np.nan_to_num(ecg), axis=-1))
-    out = np.full(len(x), np.nan)
-    for i, w in enumerate(x):
-        peaks, _ = find_peaks(w, height=0.4 * np.percentile(w, 99), distance=int(0.25 * fs))
-        if len(peaks) >= 3:
-            out[i] = 60.0 * fs / np.median(np.diff(peaks))
-    return out
 
 
 # --------------------------------------------------------------------------- features
@@ -62,17 +51,6 @@ def raw_features(x: np.ndarray, fs: float) -> np.ndarray:
         sel = (freqs >= lo) & (freqs < hi)
         feats.append(np.log(power[..., sel].mean(-1) + 1e-9))
     return np.stack(feats, axis=-1).reshape(len(x), -1)
-
-
-@torch.no_grad()
-def encoder_embeddings(encoder, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Mean-pooled patch embeddings [n, C, D] of raw windows x [n, C, L] (normalized here)."""
-    encoder.eval()
-    out = []
-    for s in range(0, len(x), batch):
-        xb = normalize(torch.from_numpy(np.asarray(x[s : s + batch], dtype=np.float32))).transpose(1, 2)
-        out.append(encoder(past_values=xb).last_hidden_state.mean(dim=2).numpy())
-    return np.concatenate(out)
 
 
 # ----------------------------------------------------------------------------- probes
@@ -161,13 +139,31 @@ def load_split(paths: list[str], max_windows: int, seed: int) -> dict:
     return data
 
 
-def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, source: str, model_cfg: dict,
-             train_cfg: dict, eval_cfg: dict, fs: float, outdir) -> dict:
-    from tsfm_public.models.tinytimemixer import TinyTimeMixerModel
+def _features(encoders: dict, data: dict, fs: float) -> dict:
+    """{(feature set, channel): [n, F]} for every encoder and the raw features."""
+    out = {}
+    for name, enc in encoders.items():
+        emb = embed_windows(enc, data["signals"])
+        for c, ch in enumerate(CHANNELS):
+            out[(name, ch)] = emb[:, c]
+    raw = raw_features(data["signals"], fs).reshape(len(data["signals"]), len(CHANNELS), -1)
+    for c, ch in enumerate(CHANNELS):
+        out[("raw", ch)] = raw[:, c]
+    return out
 
+
+def _labels(task: Task, data: dict, rows: dict, fs: float) -> np.ndarray:
+    if task.level == "window":
+        return task.label(data["signals"], fs)
+    return task.label([rows.get(int(c), {}) for c in data["caseid"]])
+
+
+def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, model_cfg: dict, train_cfg: dict,
+             eval_cfg: dict, fs: float, outdir, pretrained=None) -> dict:
+    """Probe every task of `pipeline.tasks.TASKS` with every feature set; reconstruction quality.
+    `pretrained`: local directory of the configured pretrained weights (adds that feature set)."""
     from pipeline.cases import read_table
     from pipeline.export import load_trained
-    from pipeline.model import build_encoder
 
     outdir = Path(outdir)
     seed = eval_cfg["seed"]
@@ -178,54 +174,33 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, sou
     log.info("evaluating on %d train and %d test windows (%d test subjects)", len(train["caseid"]), len(test["caseid"]),
              len(np.unique(test["subjectid"])))
 
-    encoders = {"ssl": TinyTimeMixerModel.from_pretrained(str(encoder_dir))}
+    encoders = {"ssl": backbones.load_export(encoder_dir)}
     torch.manual_seed(seed)
-    encoders["random"] = build_encoder(dict(model_cfg, pretrained=None))
-    if model_cfg["pretrained"]:
-        encoders["pretrained"] = build_encoder(model_cfg)
-    feats = {}
-    for split, data in (("train", train), ("test", test)):
-        for name, enc in encoders.items():
-            emb = encoder_embeddings(enc, data["signals"])
-            feats[(name, "ppg", split)] = emb[:, 0]
-            feats[(name, "ppg+ecg", split)] = emb.reshape(len(emb), -1)
-        raw = raw_features(data["signals"], fs).reshape(len(data["signals"]), 2, -1)
-        feats[("raw", "ppg", split)] = raw[:, 0]
-        feats[("raw", "ppg+ecg", split)] = raw.reshape(len(raw), -1)
+    encoders["random"] = backbones.build(dict(model_cfg, pretrained=None))
+    if pretrained is not None:
+        encoders["pretrained"] = backbones.build(model_cfg, pretrained)
+    feats = {"train": _features(encoders, train, fs), "test": _features(encoders, test, fs)}
     sets = list(encoders) + ["raw"]
+    rows = {r["caseid"]: r for r in read_table(case_table)}
 
-    results = {"probes": {}, "feature_sets": sets}
-    hr_tr = rpeak_heart_rate(train["signals"][:, 1], fs)
-    hr_te = rpeak_heart_rate(test["signals"][:, 1], fs)
-    ok_tr, ok_te = np.isfinite(hr_tr), np.isfinite(hr_te)
-    for inputs in ("ppg", "ppg+ecg"):
-        task = f"heart_rate_from_{inputs}"
-        results["probes"][task] = {
-            name: probe(feats[(name, inputs, "train")][ok_tr], hr_tr[ok_tr], feats[(name, inputs, "test")][ok_te], hr_te[ok_te],
-                        test["subjectid"][ok_te], "regression", seed)
+    results = {"probes": {}, "feature_sets": sets, "tasks": {}}
+    for task in TASKS:
+        y_tr, y_te = _labels(task, train, rows, fs), _labels(task, test, rows, fs)
+        a, b = np.isfinite(y_tr), np.isfinite(y_te)
+        results["tasks"][task.name] = {"kind": task.kind, "level": task.level, "inputs": list(task.inputs),
+                                       "description": task.description, "train_labelled": int(a.sum()), "test_labelled": int(b.sum())}
+        if a.sum() < 10 or b.sum() < 10 or (task.kind == "classification" and (len(np.unique(y_te[b])) < 2 or len(np.unique(y_tr[a])) < 2)):
+            log.warning("probe %s skipped: too few labelled windows (train %d, test %d)", task.name, a.sum(), b.sum())
+            continue
+
+        def x(split, name):
+            return np.concatenate([feats[split][(name, ch)] for ch in task.inputs], axis=1)
+
+        results["probes"][task.name] = {
+            name: probe(x("train", name)[a], y_tr[a], x("test", name)[b], y_te[b], test["subjectid"][b], task.kind, seed)
             for name in sets
         }
-    if source != "demo":  # demo ages and sexes are random draws, not physiology
-        rows = {r["caseid"]: r for r in read_table(case_table)}
-        for task, col, kind in (("age", "age", "regression"), ("sex", "sex", "classification")):
-            def label(caseids):
-                vals = [rows.get(int(c), {}).get(col, "") for c in caseids]
-                if kind == "classification":
-                    return np.array([1.0 if v == "F" else 0.0 if v == "M" else np.nan for v in vals])
-                return np.array([float(v) if v not in ("", None) else np.nan for v in vals])
-            y_tr, y_te = label(train["caseid"]), label(test["caseid"])
-            a, b = np.isfinite(y_tr), np.isfinite(y_te)
-            if a.sum() < 10 or b.sum() < 10 or (kind == "classification" and len(np.unique(y_te[b])) < 2):
-                log.warning("probe %s skipped: too few labelled windows", task)
-                continue
-            results["probes"][task] = {
-                name: probe(feats[(name, "ppg+ecg", "train")][a], y_tr[a], feats[(name, "ppg+ecg", "test")][b], y_te[b],
-                            test["subjectid"][b], kind, seed)
-                for name in sets
-            }
     results["reconstruction"] = reconstruction_quality(load_trained(model_path), test["signals"], train_cfg, seed)
-    results["heart_rate_label"] = {"method": "ECG R-peaks (5-20 Hz band-pass, find_peaks, 60/median RR)",
-                                   "train_labelled": int(ok_tr.sum()), "test_labelled": int(ok_te.sum())}
     write_json(outdir / "metrics.json", results)
     plot_probes(results, outdir / "probes.png")
     write_text(outdir / "probes.html", probes_html(results))
@@ -233,10 +208,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, sou
 
 
 def plot_probes(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks = list(results["probes"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
@@ -252,9 +224,7 @@ def plot_probes(results: dict, path: Path) -> None:
         ax.set_ylabel(key.upper() if key == "auroc" else "R² (test)")
         ax.axhline(0.5 if key == "auroc" else 0.0, color="k", lw=0.6)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def probes_html(results: dict) -> str:

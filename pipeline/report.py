@@ -5,17 +5,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from pipeline.io import atomic_path, read_json, write_text
+from pipeline.io import read_json, write_text
+from pipeline.plots import pyplot, save_figure
 from pipeline.quality import RULES
 
 
 def qc_report(manifest_path, png_path, html_path) -> None:
     m = read_json(manifest_path)
     t = m["totals"]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     skipped = {}
@@ -33,9 +31,7 @@ def qc_report(manifest_path, png_path, html_path) -> None:
     b.set_title(f"windows ({t['cut']} cut): kept, and rejected per first failing rule", fontsize=10)
     b.tick_params(axis="x", rotation=20)
     fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, png_path, dpi=110)
 
     rows = []
     for caseid, c in m["cases"].items():

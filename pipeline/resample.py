@@ -1,9 +1,9 @@
 """Read PPG and ECG at their native rate and resample them to the target rate, anti-aliased.
 
 The vitaldb package resamples by picking samples (no anti-aliasing filter); we read each track at
-its own rate on VitalDB's clock (`get_track_samples(name, 1/srate)`, sample 0 at the file's
-`dtstart` for both tracks, so the channels stay aligned) and use `scipy.signal.resample_poly`
-(zero-phase polyphase FIR: output sample j sits at input time j/target_fs).
+its own rate through the case's source (pipeline.sources: values, rate and start time on the
+case's clock) and use `scipy.signal.resample_poly` (zero-phase polyphase FIR: output sample j sits
+at input time start + j/target_fs). A track already at the target rate is copied, not filtered.
 
 Gaps (NaN) are bridged by linear interpolation before filtering, then every output sample whose
 filter support touches a gap is set back to NaN: NaN means "no data here", never invented data.
@@ -24,8 +24,10 @@ import numpy as np
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from pipeline.download import CaseError
+from pipeline.channels import CHANNELS
+from pipeline.errors import CaseError
 from pipeline.io import atomic_path, write_json
+from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,11 @@ def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run:
     x = np.asarray(x, dtype=np.float32)
     n_out = int(np.ceil(len(x) * up / down))
     nan = np.isnan(x)
+    if ratio == 1:  # already at the target rate: a copy, no filter, gaps stay exactly where they are
+        if nan.all():
+            raise CaseError("track has no data")
+        starts, stops = saturation_runs(x, saturation_min_run)
+        return x.copy(), _mark_output(starts, stops, n_out, ratio, 0.5)
     has_gap = bool(nan.any())
     if has_gap:
         if nan.all():
@@ -96,45 +103,33 @@ def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run:
     return y, saturated
 
 
-def read_native(path: str | Path, tracks: list[str]):
-    """Tracks of a `.vital` file at their native rates: ([arrays], [rates], [units], dtstart)."""
-    import vitaldb
-
-    vf = vitaldb.VitalFile(str(path), track_names=list(tracks))
-    arrays, rates, units = [], [], []
-    for name in tracks:
-        trk = vf.trks.get(name)
-        if trk is None:
-            raise CaseError(f"missing track {name}")
-        if not trk.srate or trk.srate <= 0:
-            raise CaseError(f"track {name} is not a waveform track")
-        arrays.append(np.asarray(vf.get_track_samples(name, 1.0 / trk.srate), dtype=np.float32))
-        rates.append(float(trk.srate))
-        units.append(trk.unit)
-        trk.recs = []  # free the parsed records as soon as the dense array exists
-    return arrays, rates, units, float(vf.dtstart)
-
-
-def resample_case(vital_path: str | Path, signals_cfg: dict):
-    """Read and resample one case: (signals float32 [2, T], saturated bool [2, T], attrs)."""
-    tracks = [signals_cfg["ppg_track"], signals_cfg["ecg_track"]]
-    arrays, rates, units, dtstart = read_native(vital_path, tracks)
-    fs = signals_cfg["target_fs"]
+def resample_case(path: str | Path, params: dict):
+    """Read one case through its source and resample it: (signals float32 [2, T], saturated bool
+    [2, T], attrs). Tracks that start later than the case's first track are padded with NaN, so
+    channel samples with the same index share one time (docs/design.md, "Resampled cases")."""
+    source = get_source(params)
+    tracks = source.read_tracks(Path(path))
+    fs = params["signals"]["target_fs"]
+    t0 = min(t.start_s for t in tracks)
     ys, sats = [], []
-    for name, x, rate in zip(tracks, arrays, rates):
+    for trk in tracks:
         try:
-            y, s = resample_track(x, rate, fs, signals_cfg["saturation_min_run"])
+            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"])
         except CaseError as e:
-            raise CaseError(f"{name}: {e}") from e
+            raise CaseError(f"{trk.name}: {e}") from e
+        lead = int(round((trk.start_s - t0) * fs))
+        if lead:
+            y = np.concatenate([np.full(lead, np.nan, np.float32), y])
+            s = np.concatenate([np.zeros(lead, bool), s])
         ys.append(y)
         sats.append(s)
-    del arrays
     n = min(len(y) for y in ys)
     signals = np.stack([y[:n] for y in ys])
     saturated = np.stack([s[:n] for s in sats])
     attrs = {
-        "source_fs": rates, "target_fs": fs, "tracks": tracks, "units": units, "dtstart": dtstart,
-        "channels": ["PPG", "ECG"], "nan_fraction": [float(np.isnan(y).mean()) for y in signals],
+        "source_fs": [t.fs for t in tracks], "target_fs": fs, "tracks": [t.name for t in tracks],
+        "units": [t.unit for t in tracks], "start_s": t0, "channels": list(CHANNELS),
+        "nan_fraction": [float(np.isnan(y).mean()) for y in signals],
     }
     return signals, saturated, attrs
 
@@ -153,7 +148,7 @@ def read_resampled(path: str | Path):
         return f["signals"][()], f["saturated"][()].astype(bool), dict(f.attrs)
 
 
-def resample_batch(download_status: dict, signals_cfg: dict, out_dir: str | Path, status_path: str | Path) -> dict:
+def resample_batch(download_status: dict, params: dict, out_dir: str | Path, status_path: str | Path) -> dict:
     """Resample every downloaded case of a batch to `out_dir/<caseid>.h5`; record per-case status."""
     out_dir = Path(out_dir)
     status = {}
@@ -163,7 +158,7 @@ def resample_batch(download_status: dict, signals_cfg: dict, out_dir: str | Path
             continue
         dest = out_dir / f"{caseid}.h5"
         try:
-            signals, saturated, attrs = resample_case(st["path"], signals_cfg)
+            signals, saturated, attrs = resample_case(st["path"], params)
             attrs["caseid"] = int(caseid)
             write_resampled(dest, signals, saturated, attrs)
             status[caseid] = {"status": "ok", "path": str(dest), "samples": int(signals.shape[1])}

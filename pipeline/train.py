@@ -22,6 +22,7 @@ from tqdm import tqdm
 from pipeline.config import digest
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
+from pipeline.plots import pyplot, save_figure
 from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
 from pipeline.masking import patch_mask
 from pipeline.model import SSLModel
@@ -129,173 +130,215 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
     gen.set_state(state["mask"])
 
 
-def try_resume(state_path: Path, digests: dict):
-    if not state_path.exists():
-        return None
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
-    changed = [k for k in ("model", "train", "data") if state["digests"].get(k) != digests[k]]
-    if changed:
-        log.warning("not resuming from %s: the %s config changed since it was saved; training starts afresh", state_path, " and ".join(changed))
-        return None
-    log.info("resuming from %s at step %d", state_path, state["step"])
-    return state
+def load(path: Path) -> dict:
+    """A checkpoint written by this module (tensors, numbers, strings, lists and dicts only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path,
-             data_digest: str, num_workers: int = 0, stop_after_steps: int | None = None) -> dict:
-    """Train, keep best (by validation loss) and last states, write metrics and plots.
+class Trainer:
+    """One training run, read top to bottom: setup (`__init__`), resume (`resume`), step (`step`),
+    epoch end (`end_epoch`), finish (`finish`). The resumable state is built in `state_dict` only."""
 
-    `stop_after_steps` ends the run early after saving the state, as a kill would (for tests).
-    """
-    outdir = Path(outdir)
-    state_dir = outdir / "state"
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    ddp = world > 1
-    device = pick_device()
-    if ddp:
-        import torch.distributed as dist
+    def __init__(self, model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path,
+                 data_digest: str, num_workers: int = 0, pretrained: str | Path | None = None):
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+        self.outdir = Path(outdir)
+        self.state_dir = self.outdir / "state"
+        self.num_workers = num_workers
+        self._setup_processes()
+        self._setup_data(train_shards, val_shards)
+        self._setup_model(pretrained)
+        self.digests = run_digest(model_cfg, train_cfg, data_digest)
+        self.step_count, self.best_val, self.metrics, self.sums = 0, float("inf"), [], [0.0, 0.0, 0.0, 0]
 
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    rank = int(os.environ.get("RANK", 0))
-    main = rank == 0
-    if main and os.environ.get("SLURM_JOB_ID"):
-        log.info("SLURM job %s on %s: SLURM_JOB_GPUS=%s CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
-                 os.environ.get("SLURMD_NODENAME", "?"), os.environ.get("SLURM_JOB_GPUS", ""), os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    if device.type == "cpu" and main:
-        log.info("no GPU available: training on CPU (%d threads)", torch.get_num_threads())
-    elif main:
-        log.info("training on %s (%s)", device, torch.cuda.get_device_name(device))
-    autocast_dtype = amp_dtype(train_cfg["precision"], device)
-    seed = train_cfg["seed"]
+    # ------------------------------------------------------------------------------ setup
+    def _setup_processes(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.ddp = self.world > 1
+        self.device = pick_device()
+        if self.ddp:
+            import torch.distributed as dist
 
-    train_ds = ShardBatches(train_shards, train_cfg["batch_size"], train_cfg["block_windows"], train_cfg["shuffle_blocks"],
-                            shuffle=True, seed=seed, rank=rank, world_size=world)
-    val_ds = ShardBatches(val_shards, train_cfg["batch_size"], train_cfg["block_windows"], train_cfg["shuffle_blocks"],
-                          shuffle=False, seed=seed, max_windows=train_cfg["max_val_windows"])
-    if train_ds.num_windows == 0:
-        raise ValueError("no training windows in the train shards: check results/windows/manifest.json (kept_per_split)")
-    if val_ds.num_windows == 0:
-        raise ValueError("no validation windows in the val shards: widen cases.split.val or add cases")
-    spe = train_ds.steps_per_epoch()
-    if train_ds.num_windows < train_cfg["batch_size"] * world and main:
-        log.info("note: train.batch_size %d x %d process(es) exceeds the %d training windows: each epoch is one step on all of them",
-                 train_cfg["batch_size"], world, train_ds.num_windows)
-    total_steps = spe * train_cfg["epochs"]
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.rank = int(os.environ.get("RANK", 0))
+        self.main = self.rank == 0
+        if self.main and os.environ.get("SLURM_JOB_ID"):
+            log.info("SLURM job %s on %s: SLURM_JOB_GPUS=%s CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
+                     os.environ.get("SLURMD_NODENAME", "?"), os.environ.get("SLURM_JOB_GPUS", ""), os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+        if self.device.type == "cpu" and self.main:
+            log.info("no GPU available: training on CPU (%d threads)", torch.get_num_threads())
+        elif self.main:
+            log.info("training on %s (%s)", self.device, torch.cuda.get_device_name(self.device))
+        self.autocast_dtype = amp_dtype(self.cfg["precision"], self.device)
 
-    torch.manual_seed(seed)
-    model = SSLModel(model_cfg).to(device)  # shapes fixed here, before the optimizer exists
-    objective = Objective(train_cfg, model.patch_length).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg["lr"], weight_decay=train_cfg["weight_decay"])
-    warmup = int(round(train_cfg["warmup_fraction"] * total_steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, warmup))
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
-    gen = torch.Generator().manual_seed(seed + rank)
+    def _setup_data(self, train_shards, val_shards) -> None:
+        c, seed = self.cfg, self.cfg["seed"]
+        self.train_ds = ShardBatches(train_shards, c["batch_size"], c["block_windows"], c["shuffle_blocks"], shuffle=True,
+                                     seed=seed, rank=self.rank, world_size=self.world)
+        self.val_ds = ShardBatches(val_shards, c["batch_size"], c["block_windows"], c["shuffle_blocks"], shuffle=False,
+                                   seed=seed, max_windows=c["max_val_windows"])
+        if self.train_ds.num_windows == 0:
+            raise ValueError("no training windows in the train shards: check results/windows/manifest.json (kept_per_split)")
+        if self.val_ds.num_windows == 0:
+            raise ValueError("no validation windows in the val shards: widen cases.split.val or add cases")
+        self.spe = self.train_ds.steps_per_epoch()
+        if self.train_ds.num_windows < c["batch_size"] * self.world and self.main:
+            log.info("note: train.batch_size %d x %d process(es) exceeds the %d training windows: each epoch is one step on all of them",
+                     c["batch_size"], self.world, self.train_ds.num_windows)
+        self.total_steps = self.spe * c["epochs"]
 
-    digests = run_digest(model_cfg, train_cfg, data_digest)
-    step, best_val, metrics, sums = 0, float("inf"), [], [0.0, 0.0, 0.0, 0]
-    state = try_resume(state_dir / "last.pt", digests)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, best_val, metrics, sums = state["step"], state["best_val"], state["metrics"], state["epoch_sums"]
-        _set_rng_state(state["rng"][rank] if rank < len(state["rng"]) else state["rng"][0], gen)
-    net = model
-    if ddp:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    def _setup_model(self, pretrained) -> None:
+        c = self.cfg
+        torch.manual_seed(c["seed"])
+        self.model = SSLModel(self.model_cfg, pretrained=pretrained).to(self.device)  # shapes fixed here, before the optimizer
+        self.objective = Objective(c, self.model.patch_length).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
+        warmup = int(round(c["warmup_fraction"] * self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.total_steps, warmup))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.gen = torch.Generator().manual_seed(c["seed"] + self.rank)
+        self.net = self.model
+        if self.ddp:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
-    def gather_rng():
-        mine = _rng_state(gen)
-        if not ddp:
+    # ----------------------------------------------------------------------------- state
+    def _gather_rng(self) -> list:
+        mine = _rng_state(self.gen)
+        if not self.ddp:
             return [mine]
-        out = [None] * world
+        out = [None] * self.world
         torch.distributed.all_gather_object(out, mine)
         return out
 
-    def save_state():
-        rngs = gather_rng()
-        if main:
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "scaler": scaler.state_dict(), "step": step, "best_val": best_val, "metrics": metrics,
-                         "epoch_sums": sums, "rng": rngs, "digests": digests, "model_cfg": model_cfg, "train_cfg": train_cfg},
-                        state_dir / "last.pt")
+    def state_dict(self) -> dict:
+        """The resumable state (collective under DDP: every rank calls it)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step_count, "best_val": self.best_val, "metrics": self.metrics,
+                "epoch_sums": self.sums, "rng": self._gather_rng(), "digests": self.digests, "model_cfg": self.model_cfg,
+                "train_cfg": self.cfg}
 
-    val_loader = make_loader(val_ds, num_workers) if main else None
-    t_epoch = time.perf_counter()
-    stopped = False
-    while step < total_steps:
-        epoch, skip = divmod(step, spe)
-        train_ds.set_epoch(epoch)
-        it = iter(make_loader(train_ds, num_workers))
-        for _ in range(skip):  # resume mid-epoch: the same batches in the same order
-            next(it)
-        bar = tqdm(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{train_cfg['epochs']}", unit="step", disable=not main, mininterval=2)
-        for _ in range(skip, spe):
-            try:
-                x = next(it)
-            except StopIteration:  # this rank ran short (DDP): start its data again
-                it = iter(make_loader(train_ds, num_workers))
-                x = next(it)
-            mask = _masks(x, model, train_cfg, gen).to(device)
-            x = normalize(x.to(device, non_blocking=True))
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                total, msm, stft, _ = objective(net, x, mask)
-            if not torch.isfinite(total):
-                raise FloatingPointError(
-                    f"non-finite loss at step {step} (total={total.item()}, msm={msm.item()}, stft={stft.item()}): "
-                    "lower train.lr, or check the windows for extreme values"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg["grad_clip"])
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            sums = [sums[0] + total.item() * len(x), sums[1] + msm.item() * len(x), sums[2] + stft.item() * len(x), sums[3] + len(x)]
-            bar.update(1)
-            bar.set_postfix(loss=f"{total.item():.4f}")
-            if stop_after_steps is not None and step >= stop_after_steps:
-                save_state()
-                stopped = True
-                break
-            if step % train_cfg["checkpoint_every_steps"] == 0 and step % spe:
-                save_state()
-        bar.close()
-        train_seconds = time.perf_counter() - t_epoch
-        if stopped:
-            break
-        # epoch end: validate on rank 0, record, keep the best
-        if main:
-            (v_total, v_msm, v_stft), example = evaluate(model, objective, val_loader, train_cfg, device, autocast_dtype, seed)
-            seconds = time.perf_counter() - t_epoch
-            n = max(sums[3], 1)
-            row = dict(zip(METRICS, [epoch + 1, step, scheduler.get_last_lr()[0], sums[0] / n, sums[1] / n, sums[2] / n,
-                                     v_total, v_msm, v_stft, sums[3] * world / train_seconds, seconds]))
-            metrics.append(row)
+    def save_state(self) -> None:
+        state = self.state_dict()
+        if self.main:
+            save_atomic(state, self.state_dir / "last.pt")
+
+    def resume(self) -> None:
+        """Continue from `state/last.pt` unless the model, training or data config changed (logged)."""
+        path = self.state_dir / "last.pt"
+        if not path.exists():
+            return
+        state = load(path)
+        changed = [k for k in ("model", "train", "data") if state["digests"].get(k) != self.digests[k]]
+        if changed:
+            log.warning("not resuming from %s: the %s config changed since it was saved; training starts afresh", path, " and ".join(changed))
+            return
+        log.info("resuming from %s at step %d", path, state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step_count, self.best_val, self.metrics, self.sums = state["step"], state["best_val"], state["metrics"], state["epoch_sums"]
+        _set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0], self.gen)
+
+    # ------------------------------------------------------------------------------ step
+    def step(self, x: torch.Tensor) -> float:
+        c = self.cfg
+        mask = _masks(x, self.model, c, self.gen).to(self.device)
+        x = normalize(x.to(self.device, non_blocking=True))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            total, msm, stft, _ = self.objective(self.net, x, mask)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.step_count} (total={total.item()}, msm={msm.item()}, stft={stft.item()}): "
+                "lower train.lr, or check the windows for extreme values"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step_count += 1
+        n = len(x)
+        self.sums = [self.sums[0] + total.item() * n, self.sums[1] + msm.item() * n, self.sums[2] + stft.item() * n, self.sums[3] + n]
+        return total.item()
+
+    # ------------------------------------------------------------------------- epoch end
+    def end_epoch(self, epoch: int, t_epoch: float, train_seconds: float) -> None:
+        """Validate on rank 0, record the metrics row, keep the best model; save the state."""
+        if self.main:
+            (v_total, v_msm, v_stft), example = evaluate(self.model, self.objective, self.val_loader, self.cfg, self.device,
+                                                         self.autocast_dtype, self.cfg["seed"])
+            s, n = self.sums, max(self.sums[3], 1)
+            row = dict(zip(METRICS, [epoch + 1, self.step_count, self.scheduler.get_last_lr()[0], s[0] / n, s[1] / n, s[2] / n,
+                                     v_total, v_msm, v_stft, s[3] * self.world / train_seconds, time.perf_counter() - t_epoch]))
+            self.metrics.append(row)
             log.info("epoch %d: train %.4f (msm %.4f, stft %.4f) | val %.4f (msm %.4f, stft %.4f)", epoch + 1,
                      row["train_total"], row["train_msm"], row["train_stft"], v_total, v_msm, v_stft)
-            if v_total < best_val:
-                best_val = v_total
-                save_atomic({"model": model.state_dict(), "model_cfg": model_cfg, "train_cfg": train_cfg, "step": step,
-                             "epoch": epoch + 1, "val_loss": v_total, "digests": digests}, state_dir / "best.pt")
-                save_atomic(example, state_dir / "best_example.pt")
-            write_metrics(metrics, outdir / "metrics.csv")
-        sums = [0.0, 0.0, 0.0, 0]
-        save_state()
-        t_epoch = time.perf_counter()
+            if v_total < self.best_val:
+                self.best_val = v_total
+                save_atomic({"model": self.model.state_dict(), "model_cfg": self.model_cfg, "train_cfg": self.cfg,
+                             "step": self.step_count, "epoch": epoch + 1, "val_loss": v_total, "digests": self.digests},
+                            self.state_dir / "best.pt")
+                save_atomic(example, self.state_dir / "best_example.pt")
+            write_metrics(self.metrics, self.outdir / "metrics.csv")
+        self.sums = [0.0, 0.0, 0.0, 0]
+        self.save_state()
 
-    if ddp:
-        torch.distributed.barrier()
-    summary = {"step": step, "total_steps": total_steps, "steps_per_epoch": spe, "best_val": best_val, "stopped_early": stopped,
-               "device": str(device), "world_size": world, "train_windows": train_ds.num_windows, "val_windows": val_ds.num_windows}
-    if main and not stopped:
-        finish(outdir, state_dir, metrics, summary)
-    if ddp:
-        torch.distributed.destroy_process_group()
-    return summary
+    # ------------------------------------------------------------------------------- run
+    def run(self, stop_after_steps: int | None = None) -> dict:
+        self.resume()
+        self.val_loader = make_loader(self.val_ds, self.num_workers) if self.main else None
+        spe, t_epoch, stopped = self.spe, time.perf_counter(), False
+        while self.step_count < self.total_steps and not stopped:
+            epoch, skip = divmod(self.step_count, spe)
+            self.train_ds.set_epoch(epoch)
+            it = iter(make_loader(self.train_ds, self.num_workers))
+            for _ in range(skip):  # resume mid-epoch: the same batches in the same order
+                next(it)
+            bar = tqdm(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="step",
+                       disable=not self.main, mininterval=2)
+            for _ in range(skip, spe):
+                try:
+                    x = next(it)
+                except StopIteration:  # this rank ran short (DDP): start its data again
+                    it = iter(make_loader(self.train_ds, self.num_workers))
+                    x = next(it)
+                loss = self.step(x)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if stop_after_steps is not None and self.step_count >= stop_after_steps:
+                    self.save_state()
+                    stopped = True
+                    break
+                if self.step_count % self.cfg["checkpoint_every_steps"] == 0 and self.step_count % spe:
+                    self.save_state()
+            bar.close()
+            if not stopped:
+                self.end_epoch(epoch, t_epoch, time.perf_counter() - t_epoch)
+                t_epoch = time.perf_counter()
+        if self.ddp:
+            torch.distributed.barrier()
+        summary = {"step": self.step_count, "total_steps": self.total_steps, "steps_per_epoch": spe, "best_val": self.best_val,
+                   "stopped_early": stopped, "device": str(self.device), "world_size": self.world,
+                   "train_windows": self.train_ds.num_windows, "val_windows": self.val_ds.num_windows}
+        if self.main and not stopped:
+            finish(self.outdir, self.state_dir, self.metrics, summary)
+        if self.ddp:
+            torch.distributed.destroy_process_group()
+        return summary
+
+
+def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path, data_digest: str,
+             num_workers: int = 0, stop_after_steps: int | None = None, pretrained: str | Path | None = None) -> dict:
+    """Train, keep best (by validation loss) and last states, write metrics and plots.
+
+    `pretrained`: local directory of the initial weights (None: random). `stop_after_steps` ends
+    the run early after saving the state, as a kill would (for tests).
+    """
+    return Trainer(model_cfg, train_cfg, train_shards, val_shards, outdir, data_digest, num_workers, pretrained).run(stop_after_steps)
 
 
 def write_metrics(rows: list[dict], path: Path) -> None:
@@ -308,19 +351,16 @@ def write_metrics(rows: list[dict], path: Path) -> None:
 
 def finish(outdir: Path, state_dir: Path, metrics: list[dict], summary: dict) -> None:
     """Publish the best model, metrics and plots (the job's declared outputs)."""
-    best = torch.load(state_dir / "best.pt", map_location="cpu", weights_only=False)
+    best = load(state_dir / "best.pt")
     save_atomic(best, outdir / "model.pt")
     write_metrics(metrics, outdir / "metrics.csv")
     plot_losses(metrics, outdir / "loss.png")
-    plot_reconstruction(torch.load(state_dir / "best_example.pt", weights_only=False), best["model_cfg"]["patch_length"], outdir / "reconstruction.png")
+    plot_reconstruction(load(state_dir / "best_example.pt"), best["model_cfg"]["patch_length"], outdir / "reconstruction.png")
     write_json(outdir / "summary.json", {**summary, "best_epoch": best["epoch"], "best_step": best["step"]})
 
 
 def plot_losses(metrics: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ep = [m["epoch"] for m in metrics]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -331,16 +371,11 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_reconstruction(example, patch_length: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x, recon, mask = example
     n = min(3, x.shape[0])
@@ -357,6 +392,4 @@ def plot_reconstruction(example, patch_length: int, path: Path) -> None:
             ax.set_title(f"validation window {i}, {name} (grey = masked patches)", fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -1,7 +1,7 @@
 """Cut resampled cases into fixed-length two-channel windows, apply the quality rules, and write
 HDF5 shards per split, plus per-case statistics for the manifest.
 
-Shard contract (DESIGN.md): `signals` float32 [N, 2, L] (channel 0 PPG, 1 ECG), `caseid`,
+Shard contract (docs/design.md, "Shards"): `signals` float32 [N, 2, L] (channel 0 PPG, 1 ECG), `caseid`,
 `subjectid`, `start_s` (seconds from the case's start), `hr_bpm` (ECG heart rate of the window);
 attrs fs, window, channels, tracks, pipeline version, config digest; chunked (chunk, 2, L).
 """
@@ -18,13 +18,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from pipeline import __version__
+from pipeline.channels import CHANNELS
 from pipeline.config import SPLITS, digest
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.resample import read_resampled
 
 log = logging.getLogger(__name__)
-CHANNELS = ["PPG", "ECG"]
 
 
 def cut(x: np.ndarray, length: int, stride: int) -> np.ndarray:
@@ -71,7 +71,7 @@ def shard_attrs(params: dict, split: str, batch: int) -> dict:
     sig = params["signals"]
     return {
         "fs": sig["target_fs"], "window": params["window"]["length"], "stride": params["window"]["stride"],
-        "channels": CHANNELS, "tracks": [sig["ppg_track"], sig["ecg_track"]],
+        "channels": list(CHANNELS), "tracks": list(params["tracks"]),
         "pipeline_version": __version__, "config_digest": digest(params), "split": split, "batch": batch,
     }
 

@@ -1,6 +1,9 @@
 import json
+import shlex
 
+from pipeline import backbones
 from pipeline.cases import batches as table_batches
+from pipeline.channels import CHANNELS
 
 
 def section(*keys):
@@ -9,18 +12,36 @@ def section(*keys):
 
 
 def source_params(*extra):
-    """What the case table and downloads depend on: the active source's section, the track names
-    and `extra` sections (editing signals.target_fs or another source's section reruns nothing).
-    """
+    """What the case table and downloads depend on: the active source's section and `extra`
+    sections (editing another source's section, or signals.target_fs, reruns nothing)."""
     src = config["source"]
-    tracks = {k: config["signals"][k] for k in ("ppg_track", "ecg_track")}
-    parts = {
-        "source": src,
-        src: config[src],
-        "signals": tracks,
-        **{k: config[k] for k in extra},
-    }
-    return json.dumps(parts, sort_keys=True)
+    return json.dumps(
+        {"source": src, src: config[src], **{k: config[k] for k in extra}}, sort_keys=True
+    )
+
+
+def reader_params(*extra):
+    """What reading a fetched case needs: the source and its track names (docs/design.md)."""
+    src = config["source"]
+    parts = {"source": src, src: {"tracks": config[src]["tracks"]}}
+    return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
+
+
+def tracks_params(*extra):
+    """The active source's track names in channel order, plus `extra` sections."""
+    tracks = config[config["source"]]["tracks"]
+    parts = {"tracks": [tracks[c.lower()] for c in CHANNELS]}
+    return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
+
+
+def pretrained_input(wildcards=None):
+    """The local directory of model.pretrained (a hub id is fetched there by `pretrained`)."""
+    path = backbones.pretrained_dir(config["model"])
+    return [str(path)] if path else []
+
+
+def pretrained_arg():
+    return " ".join(f"--pretrained {shlex.quote(p)}" for p in pretrained_input())
 
 
 def case_table_path():

@@ -1,7 +1,7 @@
 # Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
 # runs `python -m pipeline` from the one environment installed from pyproject.toml (README);
 # per-rule conda envs would each pull torch (GBs) and could drift from what the tests check.
-# Data stages. Per-batch jobs (batch = caseid // cases.batch_size): a full VitalDB run is ~100 jobs
+# Data stages and their QC (shown in `snakemake --report`). Per-batch jobs (batch = caseid // cases.batch_size): a full VitalDB run is ~100 jobs
 # per stage, and the DAG of 6,388 cases builds in about a second.
 
 
@@ -22,30 +22,30 @@ rule download:
     input:
         "resources/{source}/cases.tsv",
     output:
-        "resources/{source}/vital/batch-{batch}.json",
+        "resources/{source}/cases/batch-{batch}.json",
     log:
         "logs/{source}/download/batch-{batch}.log",
     benchmark:
-        "benchmarks/download/{source}-batch-{batch}.tsv"
+        "logs/benchmarks/download/{source}-batch-{batch}.tsv"
     localrule: True
     params:
         cfg=source_params("download"),
     shell:
         "python -m pipeline download --params {params.cfg:q} --cases {input:q} --batch {wildcards.batch}"
-        " --outdir resources/{wildcards.source}/vital --status {output:q} 2> {log:q}"
+        " --outdir resources/{wildcards.source}/cases --status {output:q} 2> {log:q}"
 
 
 rule resample:
     input:
-        source_file("resources/{source}/vital/batch-{batch}.json"),
+        source_file("resources/{source}/cases/batch-{batch}.json"),
     output:
         "results/resampled/batch-{batch}.json",
     log:
         "logs/resample/batch-{batch}.log",
     benchmark:
-        "benchmarks/resample/batch-{batch}.tsv"
+        "logs/benchmarks/resample/batch-{batch}.tsv"
     params:
-        cfg=section("signals"),
+        cfg=reader_params("signals"),
     shell:
         "python -m pipeline resample --params {params.cfg:q} --download-status {input:q}"
         " --outdir results/resampled --status {output:q} 2> {log:q}"
@@ -63,9 +63,9 @@ rule windows:
     log:
         "logs/windows/batch-{batch}.log",
     benchmark:
-        "benchmarks/windows/batch-{batch}.tsv"
+        "logs/benchmarks/windows/batch-{batch}.tsv"
     params:
-        cfg=section("signals", "window", "quality"),
+        cfg=tracks_params("signals", "window", "quality"),
     shell:
         "python -m pipeline windows --params {params.cfg:q} --cases {input.cases:q} --batch {wildcards.batch}"
         " --resample-status {input.resampled:q} --train {output.train:q} --val {output.val:q}"
@@ -81,6 +81,25 @@ rule manifest:
         "logs/windows/manifest.log",
     localrule: True
     params:
-        cfg=section("signals", "window", "quality"),
+        cfg=tracks_params("signals", "window", "quality"),
     shell:
         "python -m pipeline manifest --params {params.cfg:q} --out {output:q} {input:q} 2> {log:q}"
+
+
+rule qc:
+    input:
+        "results/windows/manifest.json",
+    output:
+        png=report(
+            "results/windows/qc.png", caption="../report/qc.rst", category="Data QC"
+        ),
+        table=report(
+            "results/windows/qc.html",
+            caption="../report/qc_table.rst",
+            category="Data QC",
+        ),
+    log:
+        "logs/windows/qc.log",
+    localrule: True
+    shell:
+        "python -m pipeline qc --manifest {input:q} --png {output.png:q} --html {output.table:q} 2> {log:q}"

@@ -1,25 +1,6 @@
 # Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
 # runs `python -m pipeline` from the one environment installed from pyproject.toml (README).
-# Evaluation of the exported encoder and the data QC shown in `snakemake --report`.
-
-
-rule qc:
-    input:
-        "results/windows/manifest.json",
-    output:
-        png=report(
-            "results/windows/qc.png", caption="../report/qc.rst", category="Data QC"
-        ),
-        table=report(
-            "results/windows/qc.html",
-            caption="../report/qc_table.rst",
-            category="Data QC",
-        ),
-    log:
-        "logs/windows/qc.log",
-    localrule: True
-    shell:
-        "python -m pipeline qc --manifest {input:q} --png {output.png:q} --html {output.table:q} 2> {log:q}"
+# Evaluation of the exported encoder (shown in `snakemake --report`).
 
 
 rule evaluate:
@@ -27,12 +8,9 @@ rule evaluate:
         encoder="results/export/encoder",
         model="results/pretrain/model.pt",
         cases=source_file("resources/{source}/cases.tsv"),
-        train=lambda w: expand(
-            "results/windows/train/shard-{batch}.h5", batch=batch_ids()
-        ),
-        test=lambda w: expand(
-            "results/windows/test/shard-{batch}.h5", batch=batch_ids()
-        ),
+        train=shards("train"),
+        test=shards("test"),
+        pretrained=pretrained_input,
     output:
         metrics="results/eval/metrics.json",
         plot=report(
@@ -48,11 +26,12 @@ rule evaluate:
     log:
         "logs/evaluate.log",
     benchmark:
-        "benchmarks/evaluate.tsv"
+        "logs/benchmarks/evaluate.tsv"
     threads: 2
     params:
-        cfg=section("source", "model", "train", "evaluate", "signals"),
+        cfg=section("model", "train", "evaluate", "signals"),
+        pretrained=pretrained_arg(),
     shell:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
         " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
-        " --outdir results/eval 2> {log:q}"
+        " --outdir results/eval {params.pretrained} 2> {log:q}"

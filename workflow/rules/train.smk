@@ -4,13 +4,26 @@
 # Pretraining (GPU rule; runs on CPU with a logged note where no GPU exists) and export.
 
 
+# Pretrained weights arrive the way case files do: fetched where Snakemake runs (the login node
+# on a cluster; compute nodes are often offline). The GPU job loads this folder, never the hub.
+rule pretrained:
+    output:
+        directory("resources/pretrained/{name}"),
+    log:
+        "logs/pretrained/{name}.log",
+    localrule: True
+    params:
+        cfg=section("model"),
+    shell:
+        "python -m pipeline fetch-pretrained --params {params.cfg:q} --out {output:q} 2> {log:q}"
+
+
 rule pretrain:
     input:
         manifest="results/windows/manifest.json",
-        train=lambda w: expand(
-            "results/windows/train/shard-{batch}.h5", batch=batch_ids()
-        ),
-        val=lambda w: expand("results/windows/val/shard-{batch}.h5", batch=batch_ids()),
+        train=shards("train"),
+        val=shards("val"),
+        pretrained=pretrained_input,
     output:
         model="results/pretrain/model.pt",
         metrics="results/pretrain/metrics.csv",
@@ -28,19 +41,20 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     benchmark:
-        "benchmarks/pretrain.tsv"
+        "logs/benchmarks/pretrain.tsv"
     threads: 4
     resources:
         gpu=1,
     params:
         cfg=section("model", "train"),
+        pretrained=pretrained_arg(),
     shell:
         # one process per GPU: torchrun (DDP) when the rule is given more than one GPU
         "launch=python; if [ {resources.gpu} -gt 1 ]; then"
         " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.gpu}'; fi;"
         " $launch -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
         " --train-shards {input.train:q} --val-shards {input.val:q} --outdir results/pretrain"
-        " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) 2> {log:q}"
+        " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) {params.pretrained} 2> {log:q}"
 
 
 rule export:
@@ -54,7 +68,7 @@ rule export:
     log:
         "logs/export.log",
     params:
-        cfg=section("signals", "window"),
+        cfg=tracks_params("signals", "window"),
     shell:
         "python -m pipeline export --params {params.cfg:q} --model {input.model:q} --manifest {input.manifest:q}"
         " --metrics {input.metrics:q} --summary {input.summary:q} --out {output:q} 2> {log:q}"

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.io import atomic_path
+from pipeline.sources.vital import VitalFileSource
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def _rng(seed: int, caseid: int) -> np.random.Generator:
 
 
 def demo_case_rows(demo_cfg: dict) -> list[dict]:
-    """Case table rows of the demo source (before split/batch assignment)."""
+    """Case table rows of the demo source (before split/batch assignment). Age and sex are left
+    unknown: the demo's physiology does not depend on them, so no probe should pretend to learn them."""
     rows = []
     for caseid in range(1, demo_cfg["n_cases"] + 1):
         rng = _rng(demo_cfg["seed"], caseid)
@@ -48,11 +50,12 @@ def demo_case_rows(demo_cfg: dict) -> list[dict]:
             {
                 "caseid": caseid,
                 "subjectid": subjectid,
+                "name": f"demo-{caseid}",
                 "has_ppg": True,
                 "has_ecg": True,  # the track list says so; case 7's file lacks it (a fault to catch)
                 "duration_s": float(demo_cfg["duration_s"]),
-                "age": int(rng.integers(20, 85)),
-                "sex": "F" if rng.random() < 0.5 else "M",
+                "age": "",
+                "sex": "",
                 "hr_bpm": hr,
             }
         )
@@ -140,3 +143,16 @@ def write_demo_case(caseid: int, path: str | Path, demo_cfg: dict, row: dict, pp
         with atomic_path(path) as tmp:
             tmp.write_bytes(data[: len(data) * 6 // 10])
     return fault
+
+
+class DemoSource(VitalFileSource):
+    name = "demo"
+
+    def case_rows(self) -> list[dict]:
+        return demo_case_rows(self.section)
+
+    def fetch(self, row: dict, dest: Path, session) -> None:
+        write_demo_case(int(row["caseid"]), dest, self.section, row, *self.tracks())
+
+
+SOURCE = DemoSource
