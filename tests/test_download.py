@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from pipeline.cases import build_case_table
-from pipeline.demo import synth_signals, write_vital
+from pipeline.sources.demo import synth_signals, write_vital
 from pipeline.download import download_batch
 from tests.httpserver import FaultyServer
 
-TRACKS = {"ppg_track": "SNUADC/PLETH", "ecg_track": "SNUADC/ECG_II", "target_fs": 125, "saturation_min_run": 10}
+TRACKS = {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}
 
 
 def vital_bytes(tmp_path, caseid, tracks=("SNUADC/PLETH", "SNUADC/ECG_II")):
@@ -22,9 +22,8 @@ def vital_bytes(tmp_path, caseid, tracks=("SNUADC/PLETH", "SNUADC/ECG_II")):
 def params(url, timeout=0.5, retries=3):
     return {
         "source": "vitaldb",
-        "vitaldb": {"api_url": url, "dataset_version": "1.0.1"},
+        "vitaldb": {"api_url": url, "dataset_version": "1.0.1", "tracks": TRACKS},
         "download": {"timeout_s": timeout, "retries": retries, "backoff_s": 0.01},
-        "signals": TRACKS,
     }
 
 
@@ -103,7 +102,7 @@ def test_local_release_source(tmp_path):
     (root / "clinical_data.csv").write_text("caseid,subjectid,casestart,caseend\n1,5,0,30\n2,6,0,30\n")
     (root / "track_names.csv").write_text("caseid,tname\n1,SNUADC/PLETH\n1,SNUADC/ECG_II\n2,SNUADC/PLETH\n2,SNUADC/ECG_II\n")
     cfg = {
-        "source": "local", "local": {"root": str(root)}, "signals": TRACKS,
+        "source": "local", "local": {"root": str(root), "tracks": TRACKS},
         "cases": {"split": {"train": 1.0, "val": 0.0, "test": 0.0}, "split_salt": "s", "limit": None, "caseids": None, "batch_size": 64},
         "download": {"timeout_s": 1, "retries": 0, "backoff_s": 0},
     }

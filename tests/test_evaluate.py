@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from pipeline.evaluate import linear_interpolation_fill, probe, raw_features, rpeak_heart_rate
+from pipeline.evaluate import linear_interpolation_fill, probe, raw_features
+from pipeline.tasks import rpeak_heart_rate
 from pipeline.masking import patch_mask
 from tests.helpers import windows
 
@@ -53,7 +54,7 @@ def test_linear_interpolation_is_exact_on_lines():
 
 
 def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_path, config):
-    """source != demo: age and sex probes from the case table; model.pretrained set: a 4th feature set."""
+    """A case table with age and sex: those probes run; model.pretrained set: a 4th feature set."""
     import json
 
     from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
@@ -61,14 +62,14 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
     from pipeline.cases import write_table
     from pipeline.evaluate import evaluate
     from pipeline.export import export_encoder
-    from pipeline.model import ttm_config
+    from pipeline.backbones import build
     from pipeline.train import pretrain
     from pipeline.windows import build_manifest
     from tests.helpers import TINY_MODEL, TINY_TRAIN, write_shard
 
     # a local "pretrained" TTM with the tiny geometry (saved as the hub model is: ForPrediction)
     torch.manual_seed(3)
-    TinyTimeMixerForPrediction(ttm_config(TINY_MODEL)).save_pretrained(tmp_path / "ttm")
+    TinyTimeMixerForPrediction(build(TINY_MODEL).config).save_pretrained(tmp_path / "ttm")
     model_cfg = dict(TINY_MODEL, pretrained=str(tmp_path / "ttm"))
 
     rows, train, test = [], [], []
@@ -79,16 +80,16 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
         rows.append({"caseid": caseid, "subjectid": caseid, "split": split, "batch": 0, "age": 30 + 3 * caseid,
                      "sex": "F" if caseid % 2 else "M"})
     write_table(tmp_path / "cases.tsv", rows)
-    pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, test, tmp_path / "pre", "d")
+    pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, test, tmp_path / "pre", "d", pretrained=tmp_path / "ttm")
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"1": {"split": "train", "cut": 8, "kept": 8, "rejected": {}}}))
     build_manifest([stats], tmp_path / "manifest.json", {})
     pre = tmp_path / "pre"
-    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json",
-                   config["signals"], config["window"], tmp_path / "encoder")
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"]}
+    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json", params, tmp_path / "encoder")
 
-    res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", "vitaldb", model_cfg,
-                   dict(TINY_TRAIN), {"max_windows": 1000, "seed": 0}, 125, tmp_path / "eval")
+    res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", model_cfg,
+                   dict(TINY_TRAIN), {"max_windows": 1000, "seed": 0}, 125, tmp_path / "eval", pretrained=tmp_path / "ttm")
     assert res["feature_sets"] == ["ssl", "random", "pretrained", "raw"]
     assert set(res["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg", "age", "sex"}
     assert set(res["probes"]["sex"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}

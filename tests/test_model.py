@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -5,20 +7,22 @@ import torch
 from pipeline.config import ConfigError, validate_config
 from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
 from pipeline.masking import num_masked, patch_mask
-from pipeline.model import GeometryError, PretrainedLoadError, SSLModel, build_encoder
+from pipeline import backbones
+from pipeline.backbones import GeometryError, PretrainedLoadError
+from pipeline.model import SSLModel
 from tests.helpers import TINY_MODEL
 
 
 @pytest.mark.parametrize("L, p, d, levels", [(1024, 64, 48, 2), (512, 32, 32, 0), (1024, 128, 16, 1), (1024, 16, 24, 3)])
 def test_shapes_through_encoder_and_head(L, p, d, levels):
-    cfg = dict(TINY_MODEL, context_length=L, patch_length=p, d_model=d, adaptive_patching_levels=levels)
+    cfg = dict(TINY_MODEL, context_length=L, patch_length=p, d_model=d, ttm={"adaptive_patching_levels": levels})
     model = SSLModel(cfg)
     x = torch.randn(3, 2, L)
-    assert model.embed(x).shape == (3, 2, L // p, d)
+    assert model.backbone(x).shape == (3, 2, L // p, d)
     mask = patch_mask(3, 2, L // p, 0.4, "random", torch.Generator().manual_seed(0))
     assert model(x, mask).shape == (3, 2, L)
     with pytest.raises(ValueError, match="context_length"):
-        model.embed(torch.randn(3, 2, L + p))  # never adapted at run time
+        model.backbone(torch.randn(3, 2, L + p))  # never adapted at run time
 
 
 @pytest.mark.parametrize(
@@ -26,7 +30,8 @@ def test_shapes_through_encoder_and_head(L, p, d, levels):
     [
         ({"model": {"patch_length": 100}}, "model.patch_length"),
         ({"model": {"context_length": 512}}, "model.context_length"),
-        ({"model": {"d_model": 16, "adaptive_patching_levels": 3}}, "model.d_model"),
+        ({"model": {"d_model": 16, "ttm": {"adaptive_patching_levels": 3}}}, "model.d_model"),
+        ({"model": {"backbone": "lstm"}}, "model.backbone"),
         ({"train": {"stft_n_fft": [256, 2048], "stft_hop": [64, 128]}}, "train.stft_n_fft"),
         ({"train": {"stft_hop": [64]}}, "train.stft_hop"),
         ({"model": {"pretrained": "ibm-granite/granite-timeseries-ttm-r1"}}, "model.revision"),
@@ -41,9 +46,9 @@ def test_invalid_geometry_fails_at_config_load(config, edit, key):
 
 
 def test_checkpoint_config_mismatch_names_both_values():
-    encoder = build_encoder(dict(TINY_MODEL, patch_length=32))
+    backbone = backbones.build(dict(TINY_MODEL, patch_length=32))
     with pytest.raises(GeometryError, match=r"model.patch_length: config 64 vs checkpoint 32"):
-        SSLModel(TINY_MODEL, encoder=encoder)
+        SSLModel(TINY_MODEL, backbone=backbone)
 
 
 def test_masks_have_exact_counts_and_block_spans():
@@ -59,12 +64,12 @@ def test_masks_have_exact_counts_and_block_spans():
 
 def test_masked_patches_reach_the_encoder_as_zeros():
     model = SSLModel(TINY_MODEL)
-    assert type(model.encoder.scaler).__name__ == "TinyTimeMixerNOPScaler"  # no in-model rescaling
+    assert type(model.backbone.model.scaler).__name__ == "TinyTimeMixerNOPScaler"  # no in-model rescaling
     seen = {}
     def hook(module, inputs, output):
         seen["x"] = inputs[0].detach()
 
-    model.encoder.encoder.patcher.register_forward_hook(hook)
+    model.backbone.model.encoder.patcher.register_forward_hook(hook)
     x = torch.randn(2, 2, 1024) + 3.0  # a non-zero mean would turn zeros into -loc/scale under scaling="std"
     mask = patch_mask(2, 2, 16, 0.4, "random", torch.Generator().manual_seed(1))
     model(x, mask)
@@ -97,7 +102,7 @@ def test_stft_loss_zero_for_identical_and_grows_with_distortion():
     assert all(a < b for a, b in zip(values, values[1:])), values
 
 
-R1 = dict(TINY_MODEL, context_length=1024, patch_length=64, d_model=192, num_layers=2, adaptive_patching_levels=3, dropout=0.2)
+R1 = dict(TINY_MODEL, context_length=1024, patch_length=64, d_model=192, num_layers=2, ttm={"adaptive_patching_levels": 3}, dropout=0.2)
 
 
 def make_r1_like_dir(path):
@@ -115,27 +120,62 @@ def make_r1_like_dir(path):
 
 def test_local_pretrained_r1_directory_loads_its_weights(tmp_path):
     ref = make_r1_like_dir(tmp_path / "ttm-r1")
-    model = SSLModel(dict(R1, pretrained=str(tmp_path / "ttm-r1")))
-    got = model.encoder.state_dict()
+    model = SSLModel(dict(R1, pretrained=str(tmp_path / "ttm-r1")), pretrained=tmp_path / "ttm-r1")
+    got = model.backbone.model.state_dict()
     want = {k[len("backbone."):]: v for k, v in ref.state_dict().items() if k.startswith("backbone.")}
     assert set(got) == set(want)
     for k in want:
         assert torch.equal(got[k], want[k]), k
-    assert model.encoder.config.scaling is None and model.encoder.config.num_input_channels == 2
-    assert model.embed(torch.randn(2, 2, 1024)).shape == (2, 2, 16, 192)
+    assert model.backbone.config.scaling is None and model.backbone.config.num_input_channels == 2
+    assert model.backbone(torch.randn(2, 2, 1024)).shape == (2, 2, 16, 192)
 
 
 def test_local_pretrained_with_other_geometry_is_refused(tmp_path):
     make_r1_like_dir(tmp_path / "ttm-r1")
     with pytest.raises(GeometryError, match="model.d_model: config 48 vs checkpoint 192"):
-        SSLModel(dict(R1, d_model=48, adaptive_patching_levels=2, pretrained=str(tmp_path / "ttm-r1")))
+        SSLModel(dict(R1, d_model=48, ttm={"adaptive_patching_levels": 2}, pretrained=str(tmp_path / "ttm-r1")), pretrained=tmp_path / "ttm-r1")
 
 
 def test_missing_pretrained_gives_a_helpful_error_and_never_random_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PretrainedLoadError) as e:
-        SSLModel(dict(R1, pretrained=str(tmp_path / "nope")))
+        SSLModel(dict(R1, pretrained=str(tmp_path / "nope")), pretrained=tmp_path / "nope")
     assert "HF_HOME" in str(e.value) and "pretrained: null" in str(e.value)
+
+
+def test_fetching_a_hub_model_offline_without_cache_fails_once_with_the_fix(tmp_path, monkeypatch):
+    """The local `pretrained` rule: no network, no cache -> one clear error, nothing published."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
-    with pytest.raises(PretrainedLoadError, match="1024_96_v1"):
-        SSLModel(dict(R1, pretrained="ibm-granite/granite-timeseries-ttm-r1", revision="1024_96_v1"))
+    cfg = dict(R1, pretrained="ibm-granite/granite-timeseries-ttm-r1", revision="1024_96_v1")
+    dest = backbones.pretrained_dir(cfg, tmp_path / "pretrained")
+    assert dest.name == "ibm-granite--granite-timeseries-ttm-r1@1024_96_v1"
+    with pytest.raises(PretrainedLoadError, match="1024_96_v1") as e:
+        backbones.fetch_pretrained(cfg, dest)
+    assert "To fix" in str(e.value) and not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_fetching_from_the_hub_cache_publishes_a_checked_directory(tmp_path, monkeypatch):
+    """With the model in the Hugging Face cache (what `huggingface-cli download` leaves), the rule
+    copies it offline into resources/pretrained/ and the training job loads that folder."""
+    import huggingface_hub
+
+    ref = make_r1_like_dir(tmp_path / "src")
+    calls = {}
+
+    def from_cache(repo_id, revision, local_dir, allow_patterns):  # the cache's copy, no network
+        calls.update(repo_id=repo_id, revision=revision)
+        for name in ("config.json", "model.safetensors"):
+            (Path(local_dir) / name).write_bytes((tmp_path / "src" / name).read_bytes())
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", from_cache)
+    cfg = dict(R1, pretrained="ibm-granite/granite-timeseries-ttm-r1", revision="1024_96_v1")
+    dest = backbones.pretrained_dir(cfg, tmp_path / "pretrained")
+    backbones.fetch_pretrained(cfg, dest)
+    assert calls == {"repo_id": "ibm-granite/granite-timeseries-ttm-r1", "revision": "1024_96_v1"}
+    model = SSLModel(cfg, pretrained=dest)
+    want = {k[len("backbone."):]: v for k, v in ref.state_dict().items() if k.startswith("backbone.")}
+    assert all(torch.equal(model.backbone.model.state_dict()[k], v) for k, v in want.items())
+    with pytest.raises(GeometryError):  # a revision with another geometry is refused before publishing
+        backbones.fetch_pretrained(dict(cfg, d_model=96, ttm={"adaptive_patching_levels": 2}), tmp_path / "other")
+    assert not (tmp_path / "other").exists()

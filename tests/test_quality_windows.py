@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.demo import synth_signals
+from pipeline.sources.demo import synth_signals
 from pipeline.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.resample import resample_track, write_resampled
 from pipeline.windows import build_manifest, cut, window_case, windows_batch
@@ -106,7 +106,7 @@ def test_windows_batch_writes_shards_with_contract(tmp_path, config):
         rows.append({"caseid": caseid, "subjectid": 100 + caseid, "split": split, "batch": 0})
     rows.append({"caseid": 5, "subjectid": 105, "split": "train", "batch": 0})
     status["5"] = {"status": "failed", "stage": "download", "reason": "HTTP 404"}
-    params = {k: config[k] for k in ("signals", "window", "quality")}
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], **{k: config[k] for k in ("signals", "window", "quality")}}
     shards = {s: tmp_path / s / "shard-0000.h5" for s in ("train", "val", "test")}
     stats = windows_batch(rows, status, params, shards, tmp_path / "stats.json", 0)
 
@@ -129,7 +129,7 @@ def test_windows_batch_writes_shards_with_contract(tmp_path, config):
 
 
 def test_empty_split_shard_is_valid(tmp_path, config):
-    params = {k: config[k] for k in ("signals", "window", "quality")}
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], **{k: config[k] for k in ("signals", "window", "quality")}}
     shards = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     windows_batch([], {}, params, shards, tmp_path / "stats.json", 3)
     with h5py.File(shards["test"]) as f:

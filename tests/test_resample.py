@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import vitaldb
 
-from pipeline.demo import write_vital
+from pipeline.sources.demo import write_vital
 from pipeline.download import CaseError
 from pipeline.resample import resample_case, resample_track, saturation_runs
 
 FS, OUT = 500, 125
-SIG = {"ppg_track": "SNUADC/PLETH", "ecg_track": "SNUADC/ECG_II", "target_fs": OUT, "saturation_min_run": 10}
+SIG = {"source": "local", "local": {"tracks": {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}},
+       "signals": {"target_fs": OUT, "saturation_min_run": 10}}
 
 
 def tone(freq, seconds=60.0, fs=FS, amp=1.0):

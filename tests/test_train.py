@@ -143,18 +143,19 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     build_manifest([stats], tmp_path / "manifest.json", {})
     out = tmp_path / "export" / "encoder"
     pre = tmp_path / "pre"
-    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json",
-                   config["signals"], config["window"], out)
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"]}
+    export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json", params, out)
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "preprocessing.json"]
     prep = json.loads((out / "preprocessing.json").read_text())
     assert prep["fs"] == 125 and prep["window"] == 1024 and prep["channels"] == ["PPG", "ECG"]
+    assert json.loads((out / "config.json").read_text())["model_type"] == "tinytimemixer"
     assert "How to load" in (out / "README.md").read_text()
 
     x = windows(6, seed=4)
     np.save(tmp_path / "x.npy", x)
     model = load_trained(pre / "model.pt")
     with torch.no_grad():
-        want = model.embed(torch.from_numpy(normalize(x))).mean(dim=2).numpy()
+        want = model.backbone(torch.from_numpy(normalize(x))).mean(dim=2).numpy()
     np.testing.assert_allclose(embed(x, out), want, rtol=1e-5, atol=1e-6)
     code = (
         "import numpy as np, torch, sys\n"

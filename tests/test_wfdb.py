@@ -1,0 +1,347 @@
+"""The wfdb source on records written with the wfdb package in the MIMIC-III Waveform Database
+Matched Subset layout: case table, download (pointer files), resampling, windows and manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+import yaml
+
+from pipeline.cases import build_case_table
+from pipeline.download import download_batch
+from pipeline.errors import CaseError
+from pipeline.resample import read_resampled, resample_batch
+from pipeline.sources import get_source
+from pipeline.sources.demo import synth_signals
+from pipeline.windows import build_manifest, windows_batch
+
+REPO = Path(__file__).resolve().parents[1]
+TRACKS = {"ppg": "PLETH", "ecg": "II"}
+CASES = {"split": {"train": 0.5, "val": 0.25, "test": 0.25}, "split_salt": "s", "limit": None, "caseids": None, "batch_size": 64}
+SIGNALS = {"target_fs": 125, "saturation_min_run": 10}
+WINDOW = {"length": 1024, "stride": 1024, "chunk": 64}
+UNITS = {"PLETH": "NU", "II": "mV", "V": "mV", "ABP": "mmHg"}
+
+# record (a): variable layout at 125 Hz: seg 1 (PLETH, II, V), a `~` gap, seg 2 (II, PLETH, with a
+# 2 s PLETH dropout), seg 3 (II, V: no PLETH)
+A = "p00/p000020/p000020-2183-04-28-17-47"
+A_SEGS = [("3544749_0001", 90.0, ["PLETH", "II", "V"]), ("~", 10.0, []), ("3544749_0002", 80.0, ["II", "PLETH"]),
+          ("3544749_0003", 30.0, ["II", "V"])]
+A_DROPOUT = (20.0, 22.0)  # seconds into segment 2, PLETH only
+# record: fixed layout at 125 Hz with a `~` gap (wfdb cannot join these itself)
+F = "p00/p000020/p000020-2183-04-29-10-00"
+F_SEGS = [("3544750_0001", 40.0, ["PLETH", "II"]), ("~", 5.0, []), ("3544750_0002", 40.0, ["PLETH", "II"])]
+# record (b): no PLETH in any segment
+B = "p00/p000033/p000033-2116-12-24-12-35"
+B_SEGS = [("3544800_0001", 30.0, ["II", "V", "ABP"]), ("3544800_0002", 30.0, ["II", "ABP"])]
+# record (c): single segment at 500 Hz, listed directly in the top-level RECORDS
+C = "p01/p000107/3000107"
+C_FS, C_SECONDS = 500, 70.0
+NUMERICS = A + "n"
+
+
+def quality_defaults() -> dict:
+    schema = yaml.safe_load((REPO / "pipeline" / "config.schema.yaml").read_text())
+    return {k: v["default"] for k, v in schema["properties"]["quality"]["properties"].items()}
+
+
+def synth(names: list[str], seconds: float, fs: int, rng: np.random.Generator) -> np.ndarray:
+    ppg, ecg = synth_signals(float(rng.uniform(60, 90)), seconds, rng, fs=fs)
+    sig = {"PLETH": ppg, "II": ecg, "V": 0.8 * ecg, "ABP": 60 + 1.5 * (ppg - 30)}
+    return np.stack([sig[n] for n in names], axis=1)
+
+
+def write_layout(folder: Path, name: str, fs: int, names: list[str]) -> None:
+    """A layout header as MIMIC's: every signal of the record, file `~`, no samples (wfdb refuses
+    to write `~` file names, so it is written as text)."""
+    lines = [f"{name} {len(names)} {fs} 0"] + [f"~ 0 1(0)/{UNITS[n]} 0 0 0 0 0 {n}" for n in names]
+    (folder / f"{name}.hea").write_text("\n".join(lines) + "\n")
+
+
+def write_multi(root: Path, rel: str, fs: int, segs, layout: bool, rng) -> dict:
+    """Segments with wfdb.wrsamp, the master header with MultiRecord.wrheader; returns the
+    physical signals of each segment as wfdb reads them back (None for `~`)."""
+    folder = root / Path(rel).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    seg_names, seg_lens, data = [], [], []
+    if layout:
+        lname = segs[0][0].rsplit("_", 1)[0] + "_layout"
+        names = sorted({n for _, _, ns in segs for n in ns}, key=["II", "V", "PLETH", "ABP"].index)
+        write_layout(folder, lname, fs, names)
+        seg_names.append(lname)
+        seg_lens.append(0)
+    for i, (seg, seconds, names) in enumerate(segs):
+        n = int(seconds * fs)
+        seg_names.append(seg)
+        seg_lens.append(n)
+        if seg == "~":
+            data.append(None)
+            continue
+        x = synth(names, seconds, fs, rng)
+        if i == 2 and "PLETH" in names and rel == A:
+            a, b = (int(t * fs) for t in A_DROPOUT)
+            x[a:b, names.index("PLETH")] = np.nan
+        wfdb.wrsamp(seg, fs=fs, units=[UNITS[n] for n in names], sig_name=names, p_signal=x, fmt=["16"] * len(names),
+                    write_dir=str(folder))
+        rec = wfdb.rdrecord(str(folder / seg))
+        data.append({name: rec.p_signal[:, k] for k, name in enumerate(rec.sig_name)} | {"_truth": x, "_names": names})
+    master = wfdb.MultiRecord(record_name=Path(rel).name, n_sig=max(len(ns) for _, _, ns in segs), fs=fs,
+                              sig_len=sum(seg_lens), seg_name=seg_names, seg_len=seg_lens)
+    master.n_seg = len(seg_names)
+    master.wrheader(write_dir=str(folder))
+    return {"segments": data, "lens": seg_lens[1:] if layout else seg_lens}
+
+
+def build_root(root: Path) -> dict:
+    rng = np.random.default_rng(7)
+    truth = {A: write_multi(root, A, 125, A_SEGS, True, rng), F: write_multi(root, F, 125, F_SEGS, False, rng),
+             B: write_multi(root, B, 125, B_SEGS, True, rng)}
+    # the numerics record: real header and data, one value per second
+    folder = root / "p00" / "p000020"
+    hr = np.stack([np.full(600, 72.0) + rng.normal(0, 1, 600), np.full(600, 97.0)], axis=1)
+    wfdb.wrsamp(Path(NUMERICS).name, fs=1, units=["bpm", "%"], sig_name=["HR", "SpO2"], p_signal=hr, fmt=["16", "16"],
+                write_dir=str(folder))
+    # record (c)
+    cfolder = root / Path(C).parent
+    cfolder.mkdir(parents=True)
+    x = synth(["PLETH", "II"], C_SECONDS, C_FS, rng)
+    wfdb.wrsamp(Path(C).name, fs=C_FS, units=["NU", "mV"], sig_name=["PLETH", "II"], p_signal=x, fmt=["16", "16"],
+                write_dir=str(cfolder))
+    truth[C] = {"truth": x}
+    # RECORDS files, deliberately unsorted
+    (root / "RECORDS").write_text(f"{C}\np00/p000033/\np00/p000020/\n")
+    (root / "p00" / "p000020" / "RECORDS").write_text(f"{Path(F).name}\n{Path(A).name}\n{Path(NUMERICS).name}\n")
+    (root / "p00" / "p000033" / "RECORDS").write_text(f"{Path(B).name}\n")
+    return truth
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The data set and one pass of download -> resample -> windows -> manifest over it."""
+    base = tmp_path_factory.mktemp("wfdb")
+    root = base / "mimic3wdb-matched"
+    truth = build_root(root)
+    section = {"root": str(root), "tracks": dict(TRACKS)}
+    table_params = {"source": "wfdb", "wfdb": section, "cases": CASES}
+    rows = build_case_table(table_params)
+    dl = download_batch(rows, {"source": "wfdb", "wfdb": section, "download": None}, base / "cases", base / "download.json")
+    rs_params = {"source": "wfdb", "wfdb": section, "signals": SIGNALS}
+    rs = resample_batch(dl, rs_params, base / "resampled", base / "resample.json")
+    win_params = {"tracks": ["PLETH", "II"], "signals": SIGNALS, "window": WINDOW, "quality": quality_defaults()}
+    shards = {s: base / "shards" / s / "shard-0000.h5" for s in ("train", "val", "test")}
+    stats = windows_batch(rows, rs, win_params, shards, base / "stats.json", 0)
+    manifest = build_manifest([base / "stats.json"], base / "manifest.json", win_params)
+    return dict(root=root, section=section, truth=truth, rows=rows, dl=dl, rs=rs, stats=stats, shards=shards,
+                manifest=manifest, base=base)
+
+
+def caseid_of(run, name: str) -> str:
+    return str(next(r["caseid"] for r in run["rows"] if r["name"] == name))
+
+
+# ---------------------------------------------------------------- case table
+
+
+def test_case_table_one_row_per_waveform_record_sorted(run):
+    rows = run["rows"]
+    assert [r["name"] for r in rows] == [A, F, B, C]  # sorted by path; numerics record left out
+    assert [r["caseid"] for r in rows] == [1, 2, 3, 4]
+    assert [r["subjectid"] for r in rows] == [20, 20, 33, 107]
+    assert all(r["has_ppg"] is None and r["has_ecg"] is None for r in rows)
+    assert all(r["duration_s"] == "" and r["age"] == "" and r["sex"] == "" for r in rows)
+    assert rows[0]["split"] == rows[1]["split"]  # one subject, one split
+    assert {r["batch"] for r in rows} == {0}
+    assert not any(r["name"].endswith("n") for r in rows)
+
+
+def test_case_table_missing_root_or_records(tmp_path):
+    section = {"root": str(tmp_path / "nope"), "tracks": dict(TRACKS)}
+    with pytest.raises(FileNotFoundError, match="nope"):
+        get_source({"source": "wfdb", "wfdb": section}).case_rows()
+    section["root"] = str(tmp_path)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "RECORDS")):
+        get_source({"source": "wfdb", "wfdb": section}).case_rows()
+    (tmp_path / "RECORDS").write_text("p00/p000020/\n")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "p00" / "p000020" / "RECORDS")):
+        get_source({"source": "wfdb", "wfdb": section}).case_rows()
+
+
+def test_record_outside_a_subject_folder_is_refused(tmp_path):
+    (tmp_path / "RECORDS").write_text("30/3000003/3000003\n")
+    with pytest.raises(ValueError, match="pXXXXXX"):
+        get_source({"source": "wfdb", "wfdb": {"root": str(tmp_path), "tracks": dict(TRACKS)}}).case_rows()
+
+
+# ---------------------------------------------------------------- download
+
+
+def test_download_writes_pointers_and_skips_record_without_pleth(run):
+    dl = run["dl"]
+    for name in (A, F, C):
+        st = dl[caseid_of(run, name)]
+        assert st["status"] == "ok", st
+        pointer = json.loads(Path(st["path"]).read_text())
+        assert pointer == {"record": str((run["root"] / name).resolve()), "name": name}
+        assert Path(st["path"]).stat().st_size < 1000  # no signal data copied
+    st = dl[caseid_of(run, B)]
+    assert st["status"] == "failed" and st["stage"] == "download"
+    assert st["reason"] == "missing track PLETH (the case has: ABP, II, V)"
+
+
+def test_download_faults_are_case_errors(run, tmp_path):
+    """A missing header, a missing segment header, a truncated data file: permanent skips with reasons."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(run["root"], root)
+    folder = root / "p00" / "p000020"
+    (folder / "3544749_0002.hea").unlink()
+    dat = folder / "3544750_0002.dat"
+    dat.write_bytes(dat.read_bytes()[:1000])
+    section = {"root": str(root), "tracks": dict(TRACKS)}
+    rows = [{"caseid": 1, "name": A}, {"caseid": 2, "name": F}, {"caseid": 9, "name": "p00/p000099/p000099-2100-01-01-00-00"}]
+    dl = download_batch(rows, {"source": "wfdb", "wfdb": section, "download": None}, tmp_path / "cases", tmp_path / "dl.json")
+    assert dl["1"]["status"] == "failed" and "3544749_0002.hea" in dl["1"]["reason"], dl["1"]
+    assert dl["2"]["status"] == "failed" and dl["2"]["reason"].startswith(f"truncated data file {dat}"), dl["2"]
+    assert dl["9"]["status"] == "failed" and dl["9"]["reason"].startswith("missing header"), dl["9"]
+    assert not list((tmp_path / "cases").iterdir())  # nothing left behind
+
+
+def test_track_without_any_sample_is_a_case_error(tmp_path):
+    """PLETH present in the header but NaN throughout: validate passes (no samples read), reading fails."""
+    folder = tmp_path / "p00" / "p000042"
+    folder.mkdir(parents=True)
+    d = np.zeros((2000, 2), dtype=np.int16)
+    d[:, 0] = -32768  # fmt 16's "no sample" value
+    d[:, 1] = np.arange(2000) % 200
+    wfdb.wrsamp("3000042", fs=125, units=["NU", "mV"], sig_name=["PLETH", "II"], d_signal=d, fmt=["16", "16"],
+                adc_gain=[100.0, 200.0], baseline=[0, 0], write_dir=str(folder))
+    (tmp_path / "RECORDS").write_text("p00/p000042/3000042\n")
+    source = get_source({"source": "wfdb", "wfdb": {"root": str(tmp_path), "tracks": dict(TRACKS)}})
+    row = source.case_rows()[0]
+    dest = tmp_path / "1.json"
+    source.fetch(row, dest, None)
+    source.validate(dest)
+    with pytest.raises(CaseError, match="track PLETH has no data"):
+        source.read_tracks(dest)
+
+
+# ---------------------------------------------------------------- resample
+
+
+def expected_125(truth: dict, track: str) -> np.ndarray:
+    """The record's physical signal as wfdb reads each segment, NaN over `~` and where a segment lacks the track."""
+    parts = []
+    for seg, n in zip(truth["segments"], truth["lens"]):
+        parts.append(np.full(n, np.nan) if seg is None or track not in seg else seg[track])
+    return np.concatenate(parts).astype(np.float32)
+
+
+@pytest.mark.parametrize("name,segs", [(A, A_SEGS), (F, F_SEGS)])
+def test_resample_at_125hz_is_an_exact_copy_with_nan_exactly_over_gaps(run, name, segs):
+    st = run["rs"][caseid_of(run, name)]
+    assert st["status"] == "ok", st
+    signals, saturated, attrs = read_resampled(st["path"])
+    truth = run["truth"][name]
+    n_total = sum(truth["lens"])
+    assert signals.shape == (2, n_total)
+    assert list(attrs["source_fs"]) == [125.0, 125.0]
+    assert list(attrs["units"]) == ["NU", "mV"]
+    for ch, track in enumerate(["PLETH", "II"]):
+        np.testing.assert_array_equal(signals[ch], expected_125(truth, track))  # NaN == NaN here
+    # the gap: NaN over exactly its samples in both channels, data on both sides
+    gap_at = [i for i, (seg, _, _) in enumerate(segs) if seg == "~"][0]
+    g0 = sum(truth["lens"][:gap_at])
+    g1 = g0 + truth["lens"][gap_at]
+    for ch in range(2):
+        assert np.isnan(signals[ch, g0:g1]).all()
+        assert np.isfinite(signals[ch, g0 - 1]) and np.isfinite(signals[ch, g1])
+    ii_nan = np.flatnonzero(np.isnan(signals[1]))
+    np.testing.assert_array_equal(ii_nan, np.arange(g0, g1))  # II: no NaN anywhere else
+    # the values are the written signal up to the 16-bit quantisation
+    seg0 = truth["segments"][0]
+    x = seg0["_truth"][:, seg0["_names"].index("PLETH")]
+    np.testing.assert_allclose(signals[0, : len(x)], x, atol=1e-3 * np.ptp(x))
+    assert not saturated.any()
+
+
+def test_resample_keeps_dropout_and_missing_segment_as_nan(run):
+    signals, _, _ = read_resampled(run["rs"][caseid_of(run, A)]["path"])
+    lens = run["truth"][A]["lens"]
+    s2 = lens[0] + lens[1]
+    a, b = (s2 + int(t * 125) for t in A_DROPOUT)
+    s3 = s2 + lens[2]
+    expected = np.zeros(sum(lens), bool)
+    expected[lens[0] : s2] = True  # the gap
+    expected[a:b] = True  # the dropout inside segment 2
+    expected[s3:] = True  # segment 3 has no PLETH
+    np.testing.assert_array_equal(np.isnan(signals[0]), expected)
+
+
+def test_resample_500hz_record_comes_out_at_125hz(run):
+    st = run["rs"][caseid_of(run, C)]
+    assert st["status"] == "ok", st
+    signals, _, attrs = read_resampled(st["path"])
+    assert list(attrs["source_fs"]) == [500.0, 500.0]
+    assert signals.shape == (2, int(C_SECONDS * 125))
+    assert np.isfinite(signals).all()
+    x = run["truth"][C]["truth"]
+    core = slice(125, -125)
+    assert np.corrcoef(signals[0, core], x[::4, 0][core])[0, 1] > 0.99
+    assert np.corrcoef(signals[1, core], x[::4, 1][core])[0, 1] > 0.95
+    assert st["samples"] == int(C_SECONDS * 125)
+
+
+def test_read_tracks_native_rates(run):
+    source = get_source({"source": "wfdb", "wfdb": run["section"]})
+    tracks = source.read_tracks(Path(run["dl"][caseid_of(run, C)]["path"]))
+    assert [(t.name, t.fs, t.unit, t.start_s, t.values.dtype, len(t.values)) for t in tracks] == [
+        ("PLETH", 500.0, "NU", 0.0, np.float32, int(C_SECONDS * C_FS)),
+        ("II", 500.0, "mV", 0.0, np.float32, int(C_SECONDS * C_FS))]
+
+
+# ---------------------------------------------------------------- windows and manifest
+
+
+def test_windows_and_manifest(run):
+    import h5py
+
+    caseids = {}
+    windows = []
+    for split, path in run["shards"].items():
+        with h5py.File(path, "r") as f:
+            for cid, start, sig in zip(f["caseid"][()], f["start_s"][()], f["signals"][()]):
+                windows.append((int(cid), float(start), sig))
+            caseids[split] = set(f["caseid"][()].tolist())
+    all_ids = set().union(*caseids.values())
+    assert all_ids == {int(caseid_of(run, n)) for n in (A, F, C)}
+    assert not any(np.isnan(w).any() for _, _, w in windows)
+    rows = {r["caseid"]: r for r in run["rows"]}
+    for split, ids in caseids.items():
+        assert all(rows[i]["split"] == split for i in ids)
+    # every window is the resampled signal at its start, and none touches a gap
+    for name in (A, F):
+        cid = int(caseid_of(run, name))
+        signals, _, _ = read_resampled(run["rs"][str(cid)]["path"])
+        finite = np.isfinite(signals).all(axis=0)
+        mine = [(s, w) for c, s, w in windows if c == cid]
+        for start_s, w in mine:
+            i = int(round(start_s * 125))
+            assert finite[i : i + 1024].all()
+            np.testing.assert_array_equal(w, signals[:, i : i + 1024])
+        # every window without NaN is kept (clean synthetic signals); every other one is rejected for NaN
+        starts = range(0, signals.shape[1] - 1024 + 1, 1024)
+        clean = [i for i in starts if finite[i : i + 1024].all()]
+        assert sorted(int(round(s * 125)) for s, _ in mine) == clean
+        st = run["stats"][str(cid)]
+        assert st["kept"] == len(clean) and st["rejected"]["nan"] == len(starts) - len(clean) > 0
+    man = run["manifest"]
+    b = man["cases"][caseid_of(run, B)]
+    assert b["kept"] == 0
+    assert b["skip_reason"] == "download: missing track PLETH (the case has: ABP, II, V)"
+    assert man["totals"]["cases"] == 4 and man["totals"]["cases_used"] == 3
+    assert man["totals"]["kept"] == len(windows)
