@@ -14,16 +14,20 @@ from pipeline.config import SCHEMA_PATH
 
 HEADER = """# Configuration keys
 
-Generated from `workflow/schemas/config.schema.yaml` by `python -m pipeline.configdocs > config/README.md`.
+Generated from `pipeline/config.schema.yaml` by `python -m pipeline.configdocs > config/README.md`.
 The workflow validates `config/config.yaml` (or `--configfile`) against that schema when it loads:
 unknown keys, wrong types and out-of-range values fail before any job runs, naming the key.
 
 - `config/config.yaml`: the default, the offline demo source with a tiny model (minutes on a laptop).
 - `config/vitaldb.yaml`: real VitalDB over its API with TTM r1 (context 1024) as the starting encoder:
   `snakemake --configfile config/vitaldb.yaml --profile workflow/profiles/slurm` (or `--cores N --resources gpu=1`).
+- `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer.
+- Another source: `--config source=wfdb wfdb='{root: /data/mimic3wdb-matched}'` (each source's section
+  holds its own track names).
 
 Editing a key reruns exactly the rules that use its section: `train.*`/`model.*` rerun pretraining and
-what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward.
+what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward;
+the active source's section reruns the case table and downloads onward (downloads check its tracks).
 """
 
 

@@ -228,8 +228,8 @@ def _fold_revin_affine(state: dict[str, torch.Tensor]) -> None:
     """Fold a RevIN affine pair (normalized * a + b, modeling_tspulse.py:994) into the patchers, in
     place: time patcher W -> a W, c -> c + b W 1 (exact); FFT patcher W -> sign(a) W (the max-abs
     normalization of get_fft removes |a|; the b L added to the DC bin is not reproduced)."""
-    if "scaler.affine_weight" not in state:
-        return
+    if "scaler.affine_weight" not in state or "time_encoding.patcher.weight" not in state:
+        return  # nothing to fold (a missing patcher is reported by _load_weights)
     a, b = state.pop("scaler.affine_weight").reshape(()), state.pop("scaler.affine_bias").reshape(())
     w = state["time_encoding.patcher.weight"]
     state["time_encoding.patcher.bias"] = state["time_encoding.patcher.bias"] + b * w.sum(dim=1)
