@@ -26,14 +26,15 @@ import json, resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 from pipeline.config import load_config
 cfg = load_config("config/config.yaml")
-tracks = [cfg["signals"]["ppg_track"], cfg["signals"]["ecg_track"]]
+tracks = [cfg["local"]["tracks"]["ppg"], cfg["local"]["tracks"]["ecg"]]
+params = {"source": "local", "local": {"tracks": cfg["local"]["tracks"]}, "signals": cfg["signals"]}
 from pipeline.resample import resample_case
 from pipeline.windows import window_case
 import vitaldb
 t0 = time.perf_counter()
 c0 = time.process_time()
 if mode == "ours":
-    signals, sat, attrs = resample_case(path, cfg["signals"])
+    signals, sat, attrs = resample_case(path, params)
     win, starts, hr, stats = window_case(signals, sat, 125, cfg["window"], cfg["quality"])
     extra = {"windows_cut": stats["cut"], "windows_kept": stats["kept"]}
 else:
@@ -57,7 +58,7 @@ ADC_STEP = {"SNUADC/PLETH": 200 / 2**16, "SNUADC/ECG_II": 10 / 2**16}
 def make_case(path: Path, hours: float, quantize: bool = True, packed: bool = True) -> None:
     import numpy as np
 
-    from pipeline.demo import synth_signals, write_vital
+    from pipeline.sources.demo import synth_signals, write_vital
 
     if path.exists():
         return
@@ -89,9 +90,9 @@ def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     table = wd / "resources" / "vitaldb" / "cases.tsv"
     table.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["caseid\tsubjectid\tsplit\tbatch\thas_ppg\thas_ecg\tduration_s\tage\tsex\thr_bpm"]
+    lines = ["caseid\tsubjectid\tname\tsplit\tbatch\thas_ppg\thas_ecg\tduration_s\tage\tsex\thr_bpm"]
     for c in range(1, n_cases + 1):
-        lines.append(f"{c}\t{c}\ttrain\t{c // batch_size}\t1\t1\t11000\t60\tM\t")
+        lines.append(f"{c}\t{c}\t{c}\ttrain\t{c // batch_size}\t1\t1\t11000\t60\tM\t")
     table.write_text("\n".join(lines) + "\n")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(wd), "-n", "--quiet", "rules"]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")

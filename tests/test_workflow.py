@@ -137,3 +137,41 @@ def test_config_readme_documents_every_key():
     from pipeline.configdocs import render
 
     assert (REPO / "config" / "README.md").read_text() == render(), "run: python -m pipeline.configdocs > config/README.md"
+
+
+def test_wfdb_source_through_the_workflow(tmp_path):
+    """`--config source=wfdb wfdb='{root: ...}'`: shards and a manifest with the skipped record's reason."""
+    from tests.test_wfdb import build_root
+
+    build_root(tmp_path / "mimic")
+    write_config(tmp_path)
+    r = snakemake(tmp_path, "--cores", "2", "results/windows/qc.png", "--config", "source=wfdb",
+                  f"wfdb={{root: {tmp_path / 'mimic'}}}")
+    assert r.returncode == 0, r.stderr[-4000:]
+    m = json.loads((tmp_path / "results/windows/manifest.json").read_text())
+    reasons = {c: v.get("skip_reason", "") for c, v in m["cases"].items()}
+    assert any("missing track PLETH" in s for s in reasons.values()), reasons
+    assert m["totals"]["kept"] > 0 and m["totals"]["cases_used"] >= 2
+    shard = next((tmp_path / "results/windows").glob("*/shard-*.h5"))
+    with h5py.File(shard) as f:
+        assert list(f.attrs["tracks"]) == ["PLETH", "II"]
+    assert (tmp_path / "resources/wfdb/cases").is_dir() and not list((tmp_path / "resources/wfdb/cases").glob("*.vital"))
+
+
+def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tmp_path):
+    """A hub id: the `pretrained` rule (local) fetches it; the GPU job only reads the folder. With no
+    network and no cache it fails in that rule, with the message that says how to fix it."""
+    write_config(tmp_path, model={"pretrained": "ibm-granite/granite-timeseries-ttm-r1", "revision": "1024_96_v1",
+                                  "d_model": 192, "ttm": {"adaptive_patching_levels": 3}})
+    jobs = planned(tmp_path)
+    assert jobs["pretrained"] == 1 and jobs["pretrain"] == 1
+    target = "resources/pretrained/ibm-granite--granite-timeseries-ttm-r1@1024_96_v1"
+    env_home = tmp_path / "empty-hf-home"
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(tmp_path),
+                        "--cores", "1", target], capture_output=True, text=True,
+                       env=dict(os.environ, HF_HOME=str(env_home), HF_HUB_OFFLINE="1",
+                                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    assert r.returncode != 0
+    log = (tmp_path / "logs/pretrained/ibm-granite--granite-timeseries-ttm-r1@1024_96_v1.log").read_text()
+    assert "To fix" in log and "huggingface-cli download" in log
+    assert not (tmp_path / target).exists()
