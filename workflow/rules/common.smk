@@ -13,10 +13,12 @@ def section(*keys):
 
 def source_params(*extra):
     """What the case table and downloads depend on: the active source's section and `extra`
-    sections (editing another source's section, or signals.target_fs, reruns nothing)."""
+    sections (editing another source's section, or signals.target_fs, reruns nothing).
+    """
     src = config["source"]
     return json.dumps(
-        {"source": src, src: config[src], **{k: config[k] for k in extra}}, sort_keys=True
+        {"source": src, src: config[src], **{k: config[k] for k in extra}},
+        sort_keys=True,
     )
 
 
