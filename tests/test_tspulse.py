@@ -108,9 +108,13 @@ def test_export_round_trip(tmp_path):
     assert torch.equal(plain(x.transpose(1, 2)).last_hidden_state, b(x))
 
 
+def load(path):
+    return backbones.build(dict(TINY, pretrained=str(path)), path).eval()
+
+
 def test_checkpoint_encoder_loads_faithfully_without_its_scaler_and_masker(tmp_path):
     ref = reconstruction_checkpoint(tmp_path / "ckpt", affine=(1.7, 0.0))
-    b = backbones.build(dict(TINY, pretrained=str(tmp_path / "ckpt")), tmp_path / "ckpt").eval()
+    b = load(tmp_path / "ckpt")
     cfg = b.model.config
     assert (cfg.scaling, cfg.mask_ratio, cfg.fft_mask_ratio, cfg.num_input_channels) == (None, None, None, 2)
     assert cfg.dropout == TINY["dropout"]
@@ -122,15 +126,27 @@ def test_checkpoint_encoder_loads_faithfully_without_its_scaler_and_masker(tmp_p
     want_out = ref.backbone(x.transpose(1, 2), enable_masking=False).last_hidden_state
     assert torch.allclose(b(x), want_out, atol=1e-4)
 
+    # A RevIN bias b is folded exactly into the time tokens (it shifts only the FFT's DC bin otherwise).
+    ref, b = reconstruction_checkpoint(tmp_path / "bias", affine=(1.7, 0.3)), load(tmp_path / "bias")
+    seen = {}
+    b.model.time_encoding.register_forward_hook(lambda mod, inputs, out: seen.__setitem__("got", out))
+    ref.backbone.time_encoding.register_forward_hook(lambda mod, inputs, out: seen.__setitem__("want", out))
+    b(x), ref.backbone(x.transpose(1, 2), enable_masking=False)
+    assert torch.allclose(seen["got"], seen["want"], atol=1e-5)
+
 
 def test_checkpoint_with_other_geometry_or_none_is_refused(tmp_path):
     reconstruction_checkpoint(tmp_path / "p32", patch_length=32)
     with pytest.raises(GeometryError, match="model.patch_length: config 64 vs checkpoint 32"):
-        backbones.build(dict(TINY, pretrained=str(tmp_path / "p32")), tmp_path / "p32")
+        load(tmp_path / "p32")
+    (tmp_path / "empty").mkdir()
     for missing in (tmp_path / "nope", tmp_path / "empty"):
-        (tmp_path / "empty").mkdir(exist_ok=True)
         with pytest.raises(PretrainedLoadError, match="To fix"):
-            backbones.build(dict(TINY, pretrained=str(missing)), missing)
+            load(missing)
+    (tmp_path / "ttm").mkdir()
+    (tmp_path / "ttm" / "config.json").write_text(json.dumps({"model_type": "tinytimemixer"}))
+    with pytest.raises(PretrainedLoadError, match="model_type 'tinytimemixer'"):
+        load(tmp_path / "ttm")
 
 
 def test_checkpoint_lacking_an_encoder_weight_is_never_random(tmp_path):
@@ -141,7 +157,7 @@ def test_checkpoint_lacking_an_encoder_weight_is_never_random(tmp_path):
     del state["backbone.time_encoding.patcher.weight"]
     save_file(state, tmp_path / "ckpt" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(PretrainedLoadError, match="time_encoding.patcher.weight"):
-        backbones.build(dict(TINY, pretrained=str(tmp_path / "ckpt")), tmp_path / "ckpt")
+        load(tmp_path / "ckpt")
 
 
 def test_demo_config_validates_and_tspulse_keys_are_checked():
@@ -149,7 +165,9 @@ def test_demo_config_validates_and_tspulse_keys_are_checked():
     assert config["model"]["backbone"] == "tspulse"
     model = SSLModel(config["model"])
     assert model.backbone.num_patches == config["window"]["length"] // config["model"]["patch_length"]
-    for edit, key in [({"mask_ratio": 0.3}, r"model\.tspulse"), ({"patch_register_tokens": -1}, r"model\.tspulse\.patch_register_tokens")]:
+    bad_keys = [({"mask_ratio": 0.3}, r"model\.tspulse: .*'mask_ratio'"),
+                ({"patch_register_tokens": -1}, r"model\.tspulse\.patch_register_tokens")]
+    for edit, key in bad_keys:
         bad = copy.deepcopy(config)
         bad["model"]["tspulse"] = edit
         with pytest.raises(ConfigError, match=key):

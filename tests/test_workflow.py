@@ -175,3 +175,20 @@ def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tm
     log = (tmp_path / "logs/pretrained/ibm-granite--granite-timeseries-ttm-r1@1024_96_v1.log").read_text()
     assert "To fix" in log and "huggingface-cli download" in log
     assert not (tmp_path / target).exists()
+
+
+def test_tspulse_backbone_end_to_end(tmp_path):
+    """`--configfile config/tspulse-demo.yaml`: the demo with a tiny TSPulse; the export says so."""
+    write_config(tmp_path, small=True)
+    cfg = yaml.safe_load((REPO / "config" / "tspulse-demo.yaml").read_text())
+    cfg["demo"].update(n_cases=10, duration_s=240)
+    cfg["train"].update(epochs=3)
+    (tmp_path / "config" / "tspulse-demo.yaml").write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", "config/tspulse-demo.yaml")
+    assert r.returncode == 0, r.stderr[-4000:]
+    exported = json.loads((tmp_path / "results/export/encoder/config.json").read_text())
+    assert exported["model_type"] == "tspulse"
+    assert json.loads((tmp_path / "results/export/encoder/preprocessing.json").read_text())["backbone"] == "tspulse"
+    m = json.loads((tmp_path / "results/eval/metrics.json").read_text())
+    assert set(m["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg"}
+    assert m["reconstruction"]["model"] < m["reconstruction"]["linear_interpolation"]

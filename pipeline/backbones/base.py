@@ -51,3 +51,21 @@ def check_geometry(pairs: dict[str, tuple], source: str) -> None:
     bad = [f"model.{k}: config {c} vs checkpoint {k_}" for k, (c, k_) in pairs.items() if c != k_]
     if bad:
         raise GeometryError(f"{source} does not match the config:\n  " + "\n  ".join(bad) + "\nSet these keys to the checkpoint's values.")
+
+
+SHARED_GEOMETRY = ("context_length", "patch_length", "d_model", "num_layers", "expansion_factor")
+
+
+def check_checkpoint(model_cfg: dict, ckpt_config, own: dict[str, tuple], source: str) -> None:
+    """A checkpoint's config against the model section: non-overlapping patches, the keys every
+    backbone shares, and the family's `own` pairs ({key: (config value, checkpoint value)})."""
+    stride = getattr(ckpt_config, "patch_stride", ckpt_config.patch_length)
+    if stride != ckpt_config.patch_length:
+        raise GeometryError(f"{source}: patch_stride {stride} != patch_length (overlapping patches are not supported)")
+    shared = {k: (model_cfg[k], getattr(ckpt_config, k)) for k in SHARED_GEOMETRY}
+    check_geometry({**shared, **own}, source)
+
+
+def shared_kwargs(model_cfg: dict) -> dict:
+    """Config arguments every granite-tsfm backbone takes from the model section (non-overlapping patches)."""
+    return {k: model_cfg[k] for k in (*SHARED_GEOMETRY, "dropout")} | {"patch_stride": model_cfg["patch_length"]}

@@ -15,8 +15,8 @@ TSPulse is built (and a pretrained checkpoint is re-configured at load time) wit
                                   time, and over the observed points only.
   fft_applied_on="raw_ts"         with "scaled_ts" (the default) the model also builds a
                                   `TSPulseStdScaler` (modeling_tspulse.py:1549-1550) and runs it on
-                                  every forward (:1611-1614). Its output only feeds the FFT *loss
-                                  target*; the encoder's FFT input is the scaler's output (:1656),
+                                  every forward (:1611-1615). Its output only feeds the FFT *loss
+                                  target* (:1687-1690); the encoder's FFT input is the scaler's output (:1656),
                                   i.e. the NOP-scaled = unchanged input either way. "raw_ts" takes
                                   the input itself (:1658) and drops the unused std scaler.
   mask_ratio=None, mask_type="block"   no `TSPulseMasking` is built (it is built when mask_ratio > 0
@@ -36,11 +36,11 @@ the default), so they carry no information from the masked samples.
 
 What remains is TSPulse's architecture, not a rescaling of the input: `get_fft` divides the real and
 the imaginary parts of each window's spectrum by their own max |.| (modeling_tspulse.py:2369-2373),
-so the FFT tokens do not change when a window is multiplied by a positive factor (only the DC bin
-sees an offset); `base_norm` is a LayerNorm over all tokens x features of a channel before the
-mixer (:1719-1722); each mixer block has its own LayerNorm. The time tokens see the pipeline's
-values unchanged: `TSPulseEncoding.patcher` (a Linear) receives the [B, C, P, patch_length] patches
-of the input itself.
+so the FFT tokens do not change when a window is multiplied by a positive factor, and an added
+constant changes only the DC bin (and, through the max, the scale of the real part); `base_norm` is
+a LayerNorm over all tokens x features of a channel before the mixer (:1720-1722); each mixer block
+has its own LayerNorm. The time tokens see the pipeline's values unchanged: `TSPulseEncoding.patcher`
+(a Linear) receives the [B, C, P, patch_length] patches of the input itself.
 
 Tokens. TSPulseModel concatenates the time-patch embeddings and the FFT-patch embeddings along the
 token axis (:1713), appends the register tokens (:1715, TSPulseAddLearnableRegisterTokens), and runs
@@ -57,17 +57,20 @@ and R = model.tspulse.patch_register_tokens,
 (P even is a config rule here, so no token straddles the real and the imaginary half.) The time
 tokens are already the first P tokens: no reordering is needed.
 
-Pretrained checkpoints (ibm-granite/granite-timeseries-tspulse-r1 is a `TSPulseForReconstruction`
-whose encoder weights are `backbone.*`): the config is read with `TSPulseConfig.from_pretrained`,
-its geometry is checked against the model section, the settings above (and num_input_channels=2,
-model.dropout) are written into the config, and the encoder's weights are loaded strictly: a missing
-or mis-shaped encoder weight is a PretrainedLoadError, never random weights. Weights of the parts
+Pretrained checkpoints (ibm-granite/granite-timeseries-tspulse-r1 is loaded elsewhere as
+`TSPulseForReconstruction` / `TSPulseForClassification`, whose encoder weights are `backbone.*`; an
+export of this module has the same weights without the prefix; both are read): the config is read
+with `TSPulseConfig.from_pretrained`, its geometry is checked against the model section, the
+settings above (and num_input_channels=2, model.dropout) are written into the config, and the
+encoder's weights are loaded strictly: a missing or mis-shaped encoder weight is a
+PretrainedLoadError, never random weights. Weights of the parts
 switched off are dropped: the time masker's mask token, and the RevIN scaler's affine pair (a, b),
 which is folded into the time patcher (W -> a W, c -> c + b W 1), exact for the time tokens, with the
 sign of `a` folded into the FFT patcher; the FFT of a z + b differs from that of z only in the DC bin
-(by b L), which the fold cannot reproduce. The published r1 revisions have a 512-sample context, so
-they fail the geometry check with 1024-sample windows (model.context_length: config 1024 vs
-checkpoint 512).
+(by b L), which the fold cannot reproduce. The published r1 revisions are, by their names
+(tspulse-hybrid-dualhead-512-p8-r1, tspulse-block-dualhead-512-p16-r1, ...), 512-sample models, so
+with 1024-sample windows they fail the geometry check (model.context_length: config 1024 vs
+checkpoint 512) instead of loading.
 
 The export (`save_pretrained`) is the `TSPulseModel` with that config: its config.json says
 model_type "tspulse", and its `num_patches` counts the register tokens (2P + R), as the config that
@@ -85,7 +88,7 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import GeometryError, PretrainedLoadError, how_to_fix
-from pipeline.backbones.base import Backbone, check_geometry
+from pipeline.backbones.base import Backbone, check_checkpoint, shared_kwargs
 from pipeline.channels import NUM_CHANNELS
 from pipeline.errors import ConfigError
 
@@ -128,9 +131,7 @@ def _config(m: dict):
     from tsfm_public.models.tspulse import TSPulseConfig
 
     return TSPulseConfig(
-        context_length=m["context_length"], patch_length=m["patch_length"], patch_stride=m["patch_length"],
-        d_model=m["d_model"], num_layers=m["num_layers"], expansion_factor=m["expansion_factor"], dropout=m["dropout"],
-        mode="common_channel", fuse_fft=True, patch_register_tokens=m["tspulse"]["patch_register_tokens"],
+        **shared_kwargs(m), mode="common_channel", fuse_fft=True, patch_register_tokens=m["tspulse"]["patch_register_tokens"],
         **NO_SCALING_NO_MASKING,
     )
 
@@ -155,8 +156,6 @@ def _is_one(scales) -> bool:
 
 def _check(cfg, m: dict, source: str) -> None:
     """The checkpoint's geometry must be the config's (GeometryError naming both values)."""
-    if cfg.patch_stride != cfg.patch_length:
-        raise GeometryError(f"{source}: patch_stride {cfg.patch_stride} != patch_length (overlapping patches are not supported)")
     if not cfg.fuse_fft:
         raise GeometryError(f"{source}: fuse_fft=False (a time-only TSPulse); this backbone is the dual-space (time + FFT) model")
     if cfg.channel_register_tokens is not None:
@@ -166,12 +165,8 @@ def _check(cfg, m: dict, source: str) -> None:
             f"{source}: num_patches_layerwise_scale={cfg.num_patches_layerwise_scale}, d_model_layerwise_scale="
             f"{cfg.d_model_layerwise_scale}: layers that merge tokens or change the width are not supported (one token per patch)"
         )
-    check_geometry({
-        "context_length": (m["context_length"], cfg.context_length), "patch_length": (m["patch_length"], cfg.patch_length),
-        "d_model": (m["d_model"], cfg.d_model), "num_layers": (m["num_layers"], cfg.num_layers),
-        "expansion_factor": (m["expansion_factor"], cfg.expansion_factor),
-        "tspulse.patch_register_tokens": (m["tspulse"]["patch_register_tokens"], cfg.patch_register_tokens),
-    }, source)
+    registers = {"tspulse.patch_register_tokens": (m["tspulse"]["patch_register_tokens"], cfg.patch_register_tokens)}
+    check_checkpoint(m, cfg, registers, source)
 
 
 class TSPulseBackbone(Backbone):

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import GeometryError, PretrainedLoadError, how_to_fix
-from pipeline.backbones.base import Backbone, check_geometry
+from pipeline.backbones.base import Backbone, check_checkpoint, shared_kwargs
 from pipeline.channels import NUM_CHANNELS
 from pipeline.errors import ConfigError
 
@@ -35,22 +35,14 @@ def _config(m: dict):
     from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig
 
     return TinyTimeMixerConfig(
-        context_length=m["context_length"], patch_length=m["patch_length"], patch_stride=m["patch_length"],
-        num_input_channels=NUM_CHANNELS, d_model=m["d_model"], num_layers=m["num_layers"],
-        adaptive_patching_levels=m["ttm"]["adaptive_patching_levels"], expansion_factor=m["expansion_factor"],
-        dropout=m["dropout"], mode="common_channel", scaling=None, use_positional_encoding=False,
+        **shared_kwargs(m), num_input_channels=NUM_CHANNELS, adaptive_patching_levels=m["ttm"]["adaptive_patching_levels"],
+        mode="common_channel", scaling=None, use_positional_encoding=False,
     )
 
 
 def _check(cfg, m: dict, source: str) -> None:
-    if getattr(cfg, "patch_stride", cfg.patch_length) != cfg.patch_length:
-        raise GeometryError(f"{source}: patch_stride {cfg.patch_stride} != patch_length (overlapping patches are not supported)")
-    check_geometry({
-        "context_length": (m["context_length"], cfg.context_length), "patch_length": (m["patch_length"], cfg.patch_length),
-        "d_model": (m["d_model"], cfg.d_model), "num_layers": (m["num_layers"], cfg.num_layers),
-        "expansion_factor": (m["expansion_factor"], cfg.expansion_factor),
-        "ttm.adaptive_patching_levels": (m["ttm"]["adaptive_patching_levels"], cfg.adaptive_patching_levels),
-    }, source)
+    levels = {"ttm.adaptive_patching_levels": (m["ttm"]["adaptive_patching_levels"], cfg.adaptive_patching_levels)}
+    check_checkpoint(m, cfg, levels, source)
 
 
 class TTMBackbone(Backbone):
