@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from pipeline.channels import CHANNELS
 from pipeline.config import digest
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
@@ -381,7 +382,7 @@ def plot_reconstruction(example, patch_length: int, path: Path) -> None:
     n = min(3, x.shape[0])
     fig, axes = plt.subplots(n, 2, figsize=(13, 2.4 * n), squeeze=False)
     for i in range(n):
-        for c, name in enumerate(("PPG", "ECG")):
+        for c, name in enumerate(CHANNELS):
             ax = axes[i, c]
             shown = recon[i, c].clone()
             shown[~mask[i, c].repeat_interleave(patch_length)] = float("nan")  # the loss scores masked patches only

@@ -96,3 +96,24 @@ def test_errors_live_apart_from_the_stages():
     for path in PKG.rglob("*.py"):
         if path.name != "errors.py":
             assert "class CaseError" not in path.read_text(), path
+
+
+def test_schema_ships_inside_the_package():
+    """A non-editable install carries the schema (package data), not a path into the repository."""
+    import tomllib
+
+    from pipeline.config import SCHEMA_PATH
+
+    assert SCHEMA_PATH.parent == PKG and SCHEMA_PATH.is_file()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert SCHEMA_PATH.name in project["tool"]["setuptools"]["package-data"]["pipeline"]
+    assert {"pipeline.sources", "pipeline.backbones"} <= set(project["tool"]["setuptools"]["packages"])
+
+
+def test_tasks_name_real_channels():
+    from pipeline.channels import CHANNELS
+    from pipeline.tasks import TASKS
+
+    assert len({t.name for t in TASKS}) == len(TASKS)
+    for t in TASKS:
+        assert set(t.inputs) <= set(CHANNELS) and t.kind in ("regression", "classification") and t.level in ("window", "subject")

@@ -1,0 +1,158 @@
+"""Command line: `python -m pipeline <step> ...`, one step per workflow rule.
+
+Every rule of the Snakefile is one of these commands, so any step can be rerun by hand with the
+same command. `--params` takes the rule's own config section(s) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+log = logging.getLogger("pipeline")
+
+
+def _setup_logging() -> None:
+    os.environ.setdefault("TSFM_PYTHON_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+
+
+def cmd_case_table(a):
+    from pipeline.cases import build_case_table, write_table
+
+    rows = build_case_table(json.loads(a.params))
+    if not rows:
+        raise SystemExit("case table is empty: no case has both tracks (check <source>.tracks and cases.*)")
+    write_table(a.out, rows)
+    log.info("case table: %d cases in %d batches -> %s", len(rows), len({r["batch"] for r in rows}), a.out)
+
+
+def _batch_rows(cases_path, batch):
+    from pipeline.cases import read_table
+
+    return [r for r in read_table(cases_path) if r["batch"] == batch]
+
+
+def cmd_download(a):
+    from pipeline.download import download_batch
+
+    download_batch(_batch_rows(a.cases, a.batch), json.loads(a.params), a.outdir, a.status)
+
+
+def cmd_resample(a):
+    from pipeline.io import read_json
+    from pipeline.resample import resample_batch
+
+    resample_batch(read_json(a.download_status), json.loads(a.params), a.outdir, a.status)
+
+
+def cmd_windows(a):
+    from pipeline.io import read_json
+    from pipeline.windows import windows_batch
+
+    shards = {"train": a.train, "val": a.val, "test": a.test}
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), json.loads(a.params), shards, a.stats, a.batch)
+
+
+def cmd_manifest(a):
+    from pipeline.windows import build_manifest
+
+    m = build_manifest(a.stats, a.out, json.loads(a.params))
+    log.info("manifest: %s", json.dumps(m["totals"]))
+
+
+def cmd_pretrain(a):
+    from pipeline.config import digest
+    from pipeline.io import read_json
+    from pipeline.train import pretrain
+
+    params = json.loads(a.params)
+    manifest = read_json(a.manifest)
+    data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
+                          "shards": sorted(a.train_shards) + sorted(a.val_shards)})
+    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=a.workers,
+             pretrained=a.pretrained)
+
+
+def cmd_export(a):
+    from pipeline.export import export_encoder
+
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, json.loads(a.params), a.out)
+
+
+def cmd_evaluate(a):
+    from pipeline.evaluate import evaluate
+
+    p = json.loads(a.params)
+    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["model"], p["train"], p["evaluate"],
+             p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
+
+
+def cmd_fetch_pretrained(a):
+    from pipeline.backbones import fetch_pretrained
+
+    fetch_pretrained(json.loads(a.params)["model"], a.out)
+
+
+def cmd_qc(a):
+    from pipeline.report import qc_report
+
+    qc_report(a.manifest, a.png, a.html)
+
+
+def _pretrained_arg(s):
+    s.add_argument("--pretrained", default=None, help="local directory of the pretrained weights (the rule passes it when model.pretrained is set)")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = p.add_subparsers(dest="step", required=True)
+
+    def step(name, func, help, params, args=(), lists=(), extra=None):
+        """One subcommand: --params (JSON) plus required path options; `lists` take one or more paths."""
+        s = sub.add_parser(name, help=help)
+        s.add_argument("--params", required=True, help=params)
+        for arg in args:
+            s.add_argument(f"--{arg}", required=True, type=int if arg == "batch" else str)
+        for arg in lists:
+            s.add_argument(f"--{arg}", nargs="+", required=True)
+        if extra:
+            extra(s)
+        s.set_defaults(func=func)
+
+    step("case-table", cmd_case_table, "build the case table of the configured source",
+         "source, its section, cases and download as JSON", ["out"])
+    step("download", cmd_download, "fetch and validate one batch of cases", "source, its section and download as JSON",
+         ["cases", "batch", "outdir", "status"])
+    step("resample", cmd_resample, "resample one batch of cases to the target rate",
+         "source, its tracks and the signals section as JSON", ["download-status", "outdir", "status"])
+    step("windows", cmd_windows, "cut, check and shard one batch of cases", "tracks, signals, window and quality as JSON",
+         ["cases", "batch", "resample-status", "train", "val", "test", "stats"])
+    step("manifest", cmd_manifest, "merge per-batch window statistics", "signals, window and quality as JSON", ["out"],
+         extra=lambda s: s.add_argument("stats", nargs="+"))
+    step("pretrain", cmd_pretrain, "self-supervised pretraining (runs under torchrun for DDP)",
+         "the model and train sections as JSON", ["manifest", "outdir"], ["train-shards", "val-shards"],
+         extra=lambda s: (s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)"),
+                          _pretrained_arg(s)))
+    step("export", cmd_export, "export the best encoder (backbone config.json + model.safetensors, preprocessing, card)",
+         "tracks, signals and window as JSON", ["model", "manifest", "metrics", "summary", "out"])
+    step("evaluate", cmd_evaluate, "linear probes of the exported encoder vs baselines; reconstruction quality",
+         "model, train, evaluate and signals as JSON", ["encoder", "model", "cases", "outdir"], ["train-shards", "test-shards"],
+         extra=_pretrained_arg)
+    step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",
+         "the model section as JSON", ["out"])
+    s = sub.add_parser("qc", help="data QC plot and table from the manifest")
+    for arg in ("manifest", "png", "html"):
+        s.add_argument(f"--{arg}", required=True)
+    s.set_defaults(func=cmd_qc)
+
+    a = p.parse_args(argv)
+    _setup_logging()
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Does self-supervision help? Linear probes on frozen embeddings, and reconstruction quality.
+
+Probes (scikit-learn ridge / logistic regression, features standardized, fit on the train split,
+scored on the test split) compare, on the same windows:
+  - `ssl`: the exported SSL-trained encoder,
+  - `random`: the same architecture with random weights,
+  - `raw`: simple raw-signal features (moments, amplitude, spectral band powers),
+  - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set).
+Tasks are the rows of `pipeline.tasks.TASKS`; a task without enough labelled windows is skipped
+(logged), e.g. age and sex on the demo, whose case table has none.
+Confidence intervals: 95% percentile intervals from a bootstrap over test subjects.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline import backbones
+from pipeline.channels import CHANNELS
+from pipeline.embedding import embed_windows
+from pipeline.io import write_json, write_text
+from pipeline.masking import patch_mask
+from pipeline.plots import pyplot, save_figure
+from pipeline.preprocess import normalize
+from pipeline.tasks import TASKS, Task
+
+log = logging.getLogger(__name__)
+N_BOOT = 300
+BANDS_HZ = [(0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 40.0)]
+
+
+# --------------------------------------------------------------------------- features
+def raw_features(x: np.ndarray, fs: float) -> np.ndarray:
+    """Per channel: mean, std, skewness, kurtosis, peak-to-peak, zero-crossing rate of the
+    centred signal, log power in BANDS_HZ. x [n, C, L] -> [n, C * (6 + bands)]."""
+    x = np.nan_to_num(np.asarray(x, dtype=np.float64))
+    mean = x.mean(-1, keepdims=True)
+    c = x - mean
+    std = c.std(-1, keepdims=True) + 1e-9
+    z = c / std
+    feats = [mean[..., 0], std[..., 0], (z**3).mean(-1), (z**4).mean(-1), np.ptp(x, axis=-1),
+             (np.diff(np.sign(c), axis=-1) != 0).mean(-1)]
+    power = np.abs(np.fft.rfft(z, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(x.shape[-1], 1 / fs)
+    for lo, hi in BANDS_HZ:
+        sel = (freqs >= lo) & (freqs < hi)
+        feats.append(np.log(power[..., sel].mean(-1) + 1e-9))
+    return np.stack(feats, axis=-1).reshape(len(x), -1)
+
+
+# ----------------------------------------------------------------------------- probes
+def _bootstrap(metric, y, p, groups, rng) -> tuple[float, float]:
+    subjects = np.unique(groups)
+    idx_by = {s: np.flatnonzero(groups == s) for s in subjects}
+    vals = []
+    for _ in range(N_BOOT):
+        pick = np.concatenate([idx_by[s] for s in rng.choice(subjects, len(subjects), replace=True)])
+        if len(np.unique(y[pick])) < 2:  # one class (or one label value) only: the metric is undefined
+            continue
+        vals.append(metric(y[pick], p[pick]))
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def probe(train_x, train_y, test_x, test_y, test_groups, kind: str, seed: int = 0) -> dict:
+    """Fit a linear probe on train, score on test, with a subject-bootstrap 95% CI."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    if kind == "regression":
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15)))
+        model.fit(train_x, train_y)
+        pred = model.predict(test_x)
+        res = {"r2": float(r2_score(test_y, pred)), "mae": float(mean_absolute_error(test_y, pred))}
+        res["r2_ci95"] = list(_bootstrap(r2_score, test_y, pred, test_groups, rng))
+        res["mae_ci95"] = list(_bootstrap(mean_absolute_error, test_y, pred, test_groups, rng))
+    else:
+        model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, max_iter=2000, scoring="neg_log_loss"))
+        model.fit(train_x, train_y)
+        pred = model.predict_proba(test_x)[:, 1]
+        res = {"auroc": float(roc_auc_score(test_y, pred))}
+        res["auroc_ci95"] = list(_bootstrap(roc_auc_score, test_y, pred, test_groups, rng))
+    res.update(n_train=int(len(train_y)), n_test=int(len(test_y)), test_subjects=int(len(np.unique(test_groups))))
+    return res
+
+
+# --------------------------------------------------------------------- reconstruction
+def linear_interpolation_fill(x: torch.Tensor, mask: torch.Tensor, patch_length: int) -> torch.Tensor:
+    """Fill masked patches of x [B, C, L] by linear interpolation between the nearest visible samples."""
+    m = mask.repeat_interleave(patch_length, dim=-1).numpy()
+    xs = x.numpy().copy()
+    t = np.arange(xs.shape[-1])
+    for b in range(xs.shape[0]):
+        for c in range(xs.shape[1]):
+            vis = ~m[b, c]
+            xs[b, c, ~vis] = np.interp(t[~vis], t[vis], xs[b, c, vis])
+    return torch.from_numpy(xs)
+
+
+@torch.no_grad()
+def reconstruction_quality(model, x_raw: np.ndarray, train_cfg: dict, seed: int = 0) -> dict:
+    """Masked-patch MSE of the SSL model vs linear interpolation, on the same windows and masks."""
+    from pipeline.losses import masked_mse
+
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    sums = {"model": 0.0, "linear_interpolation": 0.0}
+    n = 0
+    for s in range(0, len(x_raw), 256):
+        x = normalize(torch.from_numpy(np.asarray(x_raw[s : s + 256], dtype=np.float32)))
+        mask = patch_mask(len(x), x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_type"], gen)
+        sums["model"] += masked_mse(model(x, mask), x, mask, model.patch_length).item() * len(x)
+        sums["linear_interpolation"] += masked_mse(linear_interpolation_fill(x, mask, model.patch_length), x, mask, model.patch_length).item() * len(x)
+        n += len(x)
+    return {k: v / max(n, 1) for k, v in sums.items()} | {"windows": n, "mask_ratio": train_cfg["mask_ratio"], "mask_type": train_cfg["mask_type"]}
+
+
+# ------------------------------------------------------------------------------ driver
+def load_split(paths: list[str], max_windows: int, seed: int) -> dict:
+    parts = {k: [] for k in ("signals", "caseid", "subjectid")}
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            for k in parts:
+                parts[k].append(f[k][()])
+    data = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
+    n = len(data["caseid"])
+    if n > max_windows:  # a fixed random subset, the same for every feature set
+        keep = np.sort(np.random.default_rng(seed).choice(n, max_windows, replace=False))
+        data = {k: v[keep] for k, v in data.items()}
+    return data
+
+
+def _features(encoders: dict, data: dict, fs: float) -> dict:
+    """{(feature set, channel): [n, F]} for every encoder and the raw features."""
+    out = {}
+    for name, enc in encoders.items():
+        emb = embed_windows(enc, data["signals"])
+        for c, ch in enumerate(CHANNELS):
+            out[(name, ch)] = emb[:, c]
+    raw = raw_features(data["signals"], fs).reshape(len(data["signals"]), len(CHANNELS), -1)
+    for c, ch in enumerate(CHANNELS):
+        out[("raw", ch)] = raw[:, c]
+    return out
+
+
+def _labels(task: Task, data: dict, rows: dict, fs: float) -> np.ndarray:
+    if task.level == "window":
+        return task.label(data["signals"], fs)
+    return task.label([rows.get(int(c), {}) for c in data["caseid"]])
+
+
+def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, model_cfg: dict, train_cfg: dict,
+             eval_cfg: dict, fs: float, outdir, pretrained=None) -> dict:
+    """Probe every task of `pipeline.tasks.TASKS` with every feature set; reconstruction quality.
+    `pretrained`: local directory of the configured pretrained weights (adds that feature set)."""
+    from pipeline.cases import read_table
+    from pipeline.export import load_trained
+
+    outdir = Path(outdir)
+    seed = eval_cfg["seed"]
+    train = load_split(train_shards, eval_cfg["max_windows"], seed)
+    test = load_split(test_shards, eval_cfg["max_windows"], seed + 1)
+    if len(train["caseid"]) == 0 or len(test["caseid"]) == 0:
+        raise ValueError("evaluation needs windows in both the train and the test split (see results/windows/manifest.json)")
+    log.info("evaluating on %d train and %d test windows (%d test subjects)", len(train["caseid"]), len(test["caseid"]),
+             len(np.unique(test["subjectid"])))
+
+    encoders = {"ssl": backbones.load_export(encoder_dir)}
+    torch.manual_seed(seed)
+    encoders["random"] = backbones.build(dict(model_cfg, pretrained=None))
+    if pretrained is not None:
+        encoders["pretrained"] = backbones.build(model_cfg, pretrained)
+    feats = {"train": _features(encoders, train, fs), "test": _features(encoders, test, fs)}
+    sets = list(encoders) + ["raw"]
+    rows = {r["caseid"]: r for r in read_table(case_table)}
+
+    results = {"probes": {}, "feature_sets": sets, "tasks": {}}
+    for task in TASKS:
+        y_tr, y_te = _labels(task, train, rows, fs), _labels(task, test, rows, fs)
+        a, b = np.isfinite(y_tr), np.isfinite(y_te)
+        results["tasks"][task.name] = {"kind": task.kind, "level": task.level, "inputs": list(task.inputs),
+                                       "description": task.description, "train_labelled": int(a.sum()), "test_labelled": int(b.sum())}
+        if a.sum() < 10 or b.sum() < 10 or (task.kind == "classification" and (len(np.unique(y_te[b])) < 2 or len(np.unique(y_tr[a])) < 2)):
+            log.warning("probe %s skipped: too few labelled windows (train %d, test %d)", task.name, a.sum(), b.sum())
+            continue
+
+        def x(split, name):
+            return np.concatenate([feats[split][(name, ch)] for ch in task.inputs], axis=1)
+
+        results["probes"][task.name] = {
+            name: probe(x("train", name)[a], y_tr[a], x("test", name)[b], y_te[b], test["subjectid"][b], task.kind, seed)
+            for name in sets
+        }
+    results["reconstruction"] = reconstruction_quality(load_trained(model_path), test["signals"], train_cfg, seed)
+    write_json(outdir / "metrics.json", results)
+    plot_probes(results, outdir / "probes.png")
+    write_text(outdir / "probes.html", probes_html(results))
+    return results
+
+
+def plot_probes(results: dict, path: Path) -> None:
+    plt = pyplot()
+
+    tasks = list(results["probes"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        res = results["probes"][task]
+        key = "auroc" if "auroc" in next(iter(res.values())) else "r2"
+        names = list(res)
+        vals = [res[n][key] for n in names]
+        lo = [res[n][key] - res[n][f"{key}_ci95"][0] for n in names]
+        hi = [res[n][f"{key}_ci95"][1] - res[n][key] for n in names]
+        ax.bar(names, vals, yerr=np.nan_to_num([lo, hi]), capsize=4, color=["C0", "C7", "C2", "C1"][: len(names)])
+        ax.set_title(task.replace("_", " "), fontsize=10)
+        ax.set_ylabel(key.upper() if key == "auroc" else "R² (test)")
+        ax.axhline(0.5 if key == "auroc" else 0.0, color="k", lw=0.6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def probes_html(results: dict) -> str:
+    rows = []
+    for task, res in results["probes"].items():
+        for name, r in res.items():
+            if "auroc" in r:
+                score = f"AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]"
+            else:
+                score = (f"R² {r['r2']:.3f} [{r['r2_ci95'][0]:.3f}, {r['r2_ci95'][1]:.3f}]; "
+                         f"MAE {r['mae']:.2f} [{r['mae_ci95'][0]:.2f}, {r['mae_ci95'][1]:.2f}]")
+            rows.append(f"<tr><td>{task}</td><td>{name}</td><td>{score}</td><td>{r['n_train']}</td><td>{r['n_test']}</td><td>{r['test_subjects']}</td></tr>")
+    rec = results["reconstruction"]
+    return (
+        "<html><body><h3>Linear probes (test split; 95% CI from a subject bootstrap)</h3>"
+        "<table border=1 cellpadding=4><tr><th>task</th><th>features</th><th>score</th><th>train windows</th><th>test windows</th><th>test subjects</th></tr>"
+        + "".join(rows) + "</table>"
+        f"<h3>Reconstruction of masked patches ({rec['windows']} test windows)</h3>"
+        f"<p>SSL model MSE {rec['model']:.4f}; linear interpolation MSE {rec['linear_interpolation']:.4f}</p></body></html>\n"
+    )

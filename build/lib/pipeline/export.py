@@ -1,0 +1,118 @@
+"""Export the pretrained encoder so others can load it: the backbone's `config.json` +
+`model.safetensors` (loadable by its granite-tsfm class, named in the model card, or by
+`pipeline.backbones.load_export`), `preprocessing.json` (what a window must look like) and a model
+card. `embed()` turns raw windows into embeddings with exactly the training preprocessing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import __version__, backbones
+from pipeline.channels import CHANNELS
+from pipeline.embedding import embed_windows
+from pipeline.io import read_json
+from pipeline.model import SSLModel
+from pipeline.preprocess import DESCRIPTION
+
+
+def load_checkpoint(model_path: str | Path) -> dict:
+    return torch.load(model_path, map_location="cpu", weights_only=True)
+
+
+def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
+    """The SSL model of a `model.pt` written by pretraining (its own config wins)."""
+    ckpt = ckpt or load_checkpoint(model_path)
+    model = SSLModel(dict(ckpt["model_cfg"], pretrained=None))  # architecture from the checkpoint; weights below
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def export_encoder(model_path, manifest_path, metrics_path, summary_path, params: dict, out_dir) -> None:
+    """params: `tracks` (channel order), `signals`, `window`."""
+    ckpt = load_checkpoint(model_path)
+    model = load_trained(model_path, ckpt)
+    manifest = read_json(manifest_path)
+    summary = read_json(summary_path)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        model.backbone.save_pretrained(tmp)
+        b = model.backbone
+        pre = {
+            "fs": params["signals"]["target_fs"], "window": params["window"]["length"], "channels": list(CHANNELS),
+            "channel_order": "input [batch, channel, time] to the backbone wrapper; channel 0 = PPG, channel 1 = ECG",
+            "tracks": list(params["tracks"]),
+            "resampling": "scipy.signal.resample_poly from the native rate to fs, zero-phase; a copy when already at fs",
+            "normalization": DESCRIPTION, "patch_length": b.patch_length, "backbone": ckpt["model_cfg"]["backbone"],
+            "model_type": b.model_type,
+            "embedding": f"tokens [batch, channel, {b.num_tokens}, {b.d_model}] (first {b.num_patches} = time patches); "
+                         "pipeline.export.embed mean-pools the tokens",
+            "pipeline_version": __version__,
+        }
+        (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
+        (tmp / "README.md").write_text(model_card(ckpt, manifest, summary, pre, Path(metrics_path)))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def model_card(ckpt, manifest, summary, pre, metrics_path: Path) -> str:
+    m, t = ckpt["model_cfg"], ckpt["train_cfg"]
+    totals = manifest["totals"]
+    init = f"{m['pretrained']} @ {m['revision']}" if m["pretrained"] else "random initialisation"
+    return f"""# vitalssl PPG/ECG encoder ({m['backbone']} backbone, model_type `{pre['model_type']}`)
+
+Self-supervised encoder for {pre['window']}-sample ({pre['window'] / pre['fs']:.3f} s) windows of PPG and ECG at
+{pre['fs']} Hz, trained by masked-patch reconstruction ({t['mask_ratio']:.0%} of patches, {t['mask_type']} masks;
+loss = {t['msm_weight']} x masked MSE + {t['stft_weight']} x multi-resolution STFT, n_fft {t['stft_n_fft']}).
+
+## Data
+- cases: {totals['cases_used']} used of {totals['cases']} in the case table; windows kept {totals['kept']} of {totals['cut']} cut
+  (rejected per quality rule: {json.dumps(totals['rejected'])})
+- windows per split: {json.dumps(totals['kept_per_split'])}; split by subject (no subject in two splits)
+
+## Training
+- architecture: {m['backbone']}, context {m['context_length']}, patch {m['patch_length']}, d_model {m['d_model']},
+  {m['num_layers']} layers; initialised from {init}
+- optimizer AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, {t['epochs']} epochs,
+  {summary['total_steps']} steps ({summary['world_size']} process(es) on {summary['device']})
+- best validation loss {ckpt['val_loss']:.4f} at epoch {ckpt['epoch']} (step {ckpt['step']}); per-epoch losses in
+  `{metrics_path.name}` next to the training outputs
+
+## How to load
+```python
+from pipeline.backbones import load_export
+from pipeline.export import embed
+encoder = load_export("path/to/encoder")   # x: float32 [batch, 2, {pre['window']}] = (PPG, ECG) at {pre['fs']} Hz,
+hidden = encoder(x)                        # each window and channel z-scored (preprocessing.json)
+# hidden: {pre['embedding']}
+vectors = embed(raw_windows, "path/to/encoder")  # applies the normalization itself -> [N, 2, {m['d_model']}]
+```
+`config.json` + `model.safetensors` also load with granite-tsfm's own class for model_type `{pre['model_type']}`.
+"""
+
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(encoder_dir: str):
+    return backbones.load_export(encoder_dir).eval()
+
+
+def embed(signals: np.ndarray, encoder_dir: str | Path, batch_size: int = 256) -> np.ndarray:
+    """Embeddings [N, 2, d_model] (mean over tokens) of raw windows signals [N, 2, L]."""
+    encoder = _load_encoder(str(Path(encoder_dir).resolve()))
+    signals = np.asarray(signals)
+    if signals.ndim != 3 or signals.shape[1] != len(CHANNELS) or signals.shape[2] != encoder.context_length:
+        raise ValueError(f"signals must be [N, {len(CHANNELS)}, {encoder.context_length}], got {list(signals.shape)}")
+    return embed_windows(encoder, signals, batch_size)

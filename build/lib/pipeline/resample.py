@@ -1,0 +1,170 @@
+"""Read PPG and ECG at their native rate and resample them to the target rate, anti-aliased.
+
+The vitaldb package resamples by picking samples (no anti-aliasing filter); we read each track at
+its own rate through the case's source (pipeline.sources: values, rate and start time on the
+case's clock) and use `scipy.signal.resample_poly` (zero-phase polyphase FIR: output sample j sits
+at input time start + j/target_fs). A track already at the target rate is copied, not filtered.
+
+Gaps (NaN) are bridged by linear interpolation before filtering, then every output sample whose
+filter support touches a gap is set back to NaN: NaN means "no data here", never invented data.
+Saturation (clipping) is a property of the raw ADC values, so it is found at the native rate:
+runs of at least `saturation_min_run` samples equal to the recording's maximum or minimum. It is
+carried to the target rate as the `saturated` mask.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from fractions import Fraction
+from pathlib import Path
+
+import h5py
+import numpy as np
+from scipy.signal import resample_poly
+from tqdm import tqdm
+
+from pipeline.channels import CHANNELS
+from pipeline.errors import CaseError
+from pipeline.io import atomic_path, write_json
+from pipeline.sources import get_source
+
+log = logging.getLogger(__name__)
+
+HALF_LEN_FACTOR = 10  # scipy's resample_poly filter: half length 10 * max(up, down) (upsampled samples)
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) indices of the True runs of a boolean array."""
+    d = np.diff(mask.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -> np.ndarray:
+    """Output-rate mask of input-sample intervals [start, stop) widened by `radius_in` input samples.
+
+    Output sample j sits at input position j / ratio.
+    """
+    out = np.zeros(n_out, dtype=bool)
+    r = float(ratio)
+    for a, b in zip(starts, stops):
+        j0 = max(0, int(np.ceil((a - radius_in) * r)))
+        j1 = min(n_out, int(np.floor((b - 1 + radius_in) * r)) + 1)
+        out[j0:j1] = True
+    return out
+
+
+def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of >= `min_run` samples equal to the max or the min of `x` (NaN ignored)."""
+    if not np.isfinite(x).any():
+        return np.zeros(0, int), np.zeros(0, int)
+    starts, stops = [np.zeros(0, int)], [np.zeros(0, int)]
+    for level in (np.nanmax(x), np.nanmin(x)):
+        idx = np.flatnonzero(x == level)
+        if len(idx) < min_run:
+            continue
+        breaks = np.flatnonzero(np.diff(idx) != 1)
+        s = idx[np.r_[0, breaks + 1]]
+        e = idx[np.r_[breaks, len(idx) - 1]] + 1
+        keep = (e - s) >= min_run
+        starts.append(s[keep])
+        stops.append(e[keep])
+    return np.concatenate(starts), np.concatenate(stops)
+
+
+def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10):
+    """Anti-aliased resampling of one native-rate track.
+
+    Returns (y float32 at fs_out with NaN where the input had no data, saturated bool mask).
+    """
+    ratio = Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+    up, down = ratio.numerator, ratio.denominator
+    x = np.asarray(x, dtype=np.float32)
+    n_out = int(np.ceil(len(x) * up / down))
+    nan = np.isnan(x)
+    if ratio == 1:  # already at the target rate: a copy, no filter, gaps stay exactly where they are
+        if nan.all():
+            raise CaseError("track has no data")
+        starts, stops = saturation_runs(x, saturation_min_run)
+        return x.copy(), _mark_output(starts, stops, n_out, ratio, 0.5)
+    has_gap = bool(nan.any())
+    if has_gap:
+        if nan.all():
+            raise CaseError("track has no data")
+        good = np.flatnonzero(~nan)
+        x = x.copy()
+        x[nan] = np.interp(np.flatnonzero(nan), good, x[good]).astype(np.float32)
+    sat_starts, sat_stops = saturation_runs(np.where(nan, np.nan, x) if has_gap else x, saturation_min_run)
+    y = resample_poly(x, up, down, padtype="line").astype(np.float32, copy=False)[:n_out]
+    if has_gap:
+        radius = HALF_LEN_FACTOR * max(up, down) / up
+        y[_mark_output(*_runs(nan), n_out, ratio, radius)] = np.nan
+    saturated = _mark_output(sat_starts, sat_stops, n_out, ratio, 0.5 / float(ratio))
+    return y, saturated
+
+
+def resample_case(path: str | Path, params: dict):
+    """Read one case through its source and resample it: (signals float32 [2, T], saturated bool
+    [2, T], attrs). Tracks that start later than the case's first track are padded with NaN, so
+    channel samples with the same index share one time (docs/design.md, "Resampled cases")."""
+    source = get_source(params)
+    tracks = source.read_tracks(Path(path))
+    fs = params["signals"]["target_fs"]
+    t0 = min(t.start_s for t in tracks)
+    ys, sats = [], []
+    for trk in tracks:
+        try:
+            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"])
+        except CaseError as e:
+            raise CaseError(f"{trk.name}: {e}") from e
+        lead = int(round((trk.start_s - t0) * fs))
+        if lead:
+            y = np.concatenate([np.full(lead, np.nan, np.float32), y])
+            s = np.concatenate([np.zeros(lead, bool), s])
+        ys.append(y)
+        sats.append(s)
+    n = min(len(y) for y in ys)
+    signals = np.stack([y[:n] for y in ys])
+    saturated = np.stack([s[:n] for s in sats])
+    attrs = {
+        "source_fs": [t.fs for t in tracks], "target_fs": fs, "tracks": [t.name for t in tracks],
+        "units": [t.unit for t in tracks], "start_s": t0, "channels": list(CHANNELS),
+        "nan_fraction": [float(np.isnan(y).mean()) for y in signals],
+    }
+    return signals, saturated, attrs
+
+
+def write_resampled(path: str | Path, signals: np.ndarray, saturated: np.ndarray, attrs: dict) -> None:
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("signals", data=signals)
+            f.create_dataset("saturated", data=saturated)
+            for k, v in attrs.items():
+                f.attrs[k] = v
+
+
+def read_resampled(path: str | Path):
+    with h5py.File(path, "r") as f:
+        return f["signals"][()], f["saturated"][()].astype(bool), dict(f.attrs)
+
+
+def resample_batch(download_status: dict, params: dict, out_dir: str | Path, status_path: str | Path) -> dict:
+    """Resample every downloaded case of a batch to `out_dir/<caseid>.h5`; record per-case status."""
+    out_dir = Path(out_dir)
+    status = {}
+    for caseid, st in tqdm(sorted(download_status.items(), key=lambda kv: int(kv[0])), desc="resample", unit="case", mininterval=2):
+        if st["status"] != "ok":
+            status[caseid] = st
+            continue
+        dest = out_dir / f"{caseid}.h5"
+        try:
+            signals, saturated, attrs = resample_case(st["path"], params)
+            attrs["caseid"] = int(caseid)
+            write_resampled(dest, signals, saturated, attrs)
+            status[caseid] = {"status": "ok", "path": str(dest), "samples": int(signals.shape[1])}
+        except (CaseError, OSError, ValueError, EOFError, struct.error) as e:  # bad data: recorded, the batch goes on
+            reason = str(e) if isinstance(e, CaseError) else f"{type(e).__name__}: {e}"
+            log.warning("case %s skipped at resample: %s", caseid, reason)
+            status[caseid] = {"status": "failed", "stage": "resample", "reason": reason}
+    write_json(status_path, status)
+    return status

@@ -1,0 +1,98 @@
+"""Sources of cases: one module per source, each a `Source` subclass (docs/design.md, "Sources").
+
+The stages call only this interface; nothing outside `pipeline/sources/` branches on a source name.
+A source is built from the step's params: `{"source": <name>, <name>: <its config section>, ...}`
+(the section holds at least `tracks: {ppg: ..., ecg: ...}`, the source's own track names).
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.channels import CHANNELS
+from pipeline.errors import CaseError, ConfigError
+
+SOURCES = {"demo": "pipeline.sources.demo", "vitaldb": "pipeline.sources.vitaldb", "local": "pipeline.sources.local",
+           "wfdb": "pipeline.sources.wfdb"}
+
+
+@dataclass(frozen=True)
+class Track:
+    """One track of a case at its native rate. `start_s`: time of values[0] in seconds from the
+    case's origin (the same origin for every track of a case); NaN in `values` = no data."""
+    name: str
+    values: np.ndarray
+    fs: float
+    unit: str
+    start_s: float = 0.0
+
+
+class Source:
+    """Base class. Subclasses set `name` and `suffix` and implement the four methods below."""
+
+    name = ""
+    suffix = ""  # file name of a fetched case: <caseid><suffix>
+
+    def __init__(self, section: dict, download: dict | None = None):
+        self.section = section
+        self.download = download
+
+    @classmethod
+    def check_config(cls, section: dict) -> None:
+        """Rules on the source's section beyond the schema: a `root` folder is required where the
+        section has one."""
+        if "root" in section and not section["root"]:
+            raise ConfigError(f"{cls.name}.root: required when source is {cls.name!r} (the folder of its files)")
+
+    def tracks(self) -> list[str]:
+        """The source's track names, in channel order (pipeline.channels.CHANNELS)."""
+        return [self.section["tracks"][c.lower()] for c in CHANNELS]
+
+    def case_rows(self) -> list[dict]:
+        """Rows of the case table (before split/batch): caseid (int), subjectid, name (the source's
+        own id of the case), has_ppg / has_ecg (True, False, or None = not known before fetching),
+        duration_s, age, sex, hr_bpm ('' where unknown)."""
+        raise NotImplementedError
+
+    def session(self):
+        """Context manager whose value is passed to `fetch` for every case of a batch (e.g. an HTTP pool)."""
+        return nullcontext(None)
+
+    def fetch(self, row: dict, dest: Path, session) -> None:
+        """Put case `row` at `dest` (a temporary path that `download_batch` renames after `validate`).
+        Raise CaseError for a permanent fault (the reason is recorded, the batch goes on)."""
+        raise NotImplementedError
+
+    def validate(self, path: Path) -> None:
+        """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`."""
+        raise NotImplementedError
+
+    def read_tracks(self, path: Path) -> list[Track]:
+        """The tracks of `tracks()` at their native rates with their start times; CaseError if one is missing."""
+        raise NotImplementedError
+
+    def case_file(self, out_dir: str | Path, caseid: int) -> Path:
+        return Path(out_dir) / f"{caseid}{self.suffix}"
+
+
+def source_class(name: str) -> type[Source]:
+    if name not in SOURCES:
+        raise ConfigError(f"source: unknown source {name!r} (known: {', '.join(SOURCES)})")
+    return importlib.import_module(SOURCES[name]).SOURCE
+
+
+def get_source(params: dict) -> Source:
+    """The source named by params['source'], built from its section (and params['download'])."""
+    return source_class(params["source"])(params[params["source"]], params.get("download"))
+
+
+def require_tracks(found: dict, wanted: list[str]) -> None:
+    """CaseError naming the first wanted track that `found` (name -> anything) lacks."""
+    for name in wanted:
+        if name not in found:
+            raise CaseError(f"missing track {name} (the case has: {', '.join(sorted(found)) or 'none'})")

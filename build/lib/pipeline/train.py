@@ -1,0 +1,395 @@
+"""Self-supervised pretraining: masked-patch reconstruction of normalized PPG/ECG windows.
+
+One entry point for one process, or several under `torchrun` (DDP; gloo on CPU, NCCL on GPU).
+The resumable state (model, optimizer, scheduler, grad scaler, step, RNG states, configs) lives
+in `<outdir>/state/`, which Snakemake does not own, so a failed or killed job leaves it behind and
+the rerun resumes from it, unless the model, training or data config changed (logged).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.config import digest
+from pipeline.dataset import ShardBatches, make_loader
+from pipeline.io import atomic_path, write_json
+from pipeline.plots import pyplot, save_figure
+from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
+from pipeline.masking import patch_mask
+from pipeline.model import SSLModel
+from pipeline.preprocess import normalize
+
+log = logging.getLogger(__name__)
+# train_windows_per_s: training steps only (all processes); seconds: the whole epoch with validation
+METRICS = ["epoch", "step", "lr", "train_total", "train_msm", "train_stft", "val_total", "val_msm", "val_stft", "train_windows_per_s", "seconds"]
+
+
+def save_atomic(obj, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def pick_device() -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def amp_dtype(precision: str, device: torch.device):
+    if device.type != "cuda" or precision == "fp32":
+        if precision in ("bf16", "fp16") and device.type != "cuda":
+            log.info("train.precision=%s applies on CUDA only; this run uses fp32 on %s", precision, device)
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def lr_lambda(total_steps: int, warmup_steps: int):
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+class Objective(torch.nn.Module):
+    """Masked-signal modelling loss: msm_weight * masked MSE + stft_weight * MR-STFT.
+
+    The STFT loss compares the target with the target whose masked patches are replaced by the
+    reconstruction, so both terms score what the model had to infer (the masked patches), and the
+    encoder is not asked to squeeze sample-level noise of visible patches through its bottleneck.
+    """
+
+    def __init__(self, train_cfg: dict, patch_length: int):
+        super().__init__()
+        self.cfg = train_cfg
+        self.patch_length = patch_length
+        self.stft = MultiResolutionSTFTLoss(train_cfg["stft_n_fft"], train_cfg["stft_hop"])
+
+    def forward(self, model, x, mask):
+        recon = model(x, mask)
+        msm = masked_mse(recon.float(), x, mask, self.patch_length)
+        if self.cfg["stft_weight"] > 0:
+            m = mask.repeat_interleave(self.patch_length, dim=-1)
+            stft = self.stft(torch.where(m, recon.float(), x), x)
+        else:
+            stft = recon.new_zeros(())
+        total = self.cfg["msm_weight"] * msm + self.cfg["stft_weight"] * stft
+        return total, msm, stft, recon
+
+
+def _masks(x, model: SSLModel, train_cfg, gen):
+    return patch_mask(x.shape[0], x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_type"], gen)
+
+
+@torch.no_grad()
+def evaluate(model: SSLModel, objective, loader, train_cfg, device, autocast_dtype, seed: int):
+    model.eval()
+    gen = torch.Generator().manual_seed(seed + 1_000_003)  # the same masks at every evaluation
+    sums, n = np.zeros(3), 0
+    example = None
+    for x in loader:
+        mask = _masks(x, model, train_cfg, gen).to(device)
+        x = normalize(x.to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            total, msm, stft, recon = objective(model, x, mask)
+        sums += np.array([total.item(), msm.item(), stft.item()]) * len(x)
+        n += len(x)
+        if example is None:
+            example = (x[:4].float().cpu(), recon[:4].float().cpu(), mask[:4].cpu())
+    model.train()
+    return (sums / max(n, 1)).tolist(), example
+
+
+def run_digest(model_cfg, train_cfg, data_digest) -> dict:
+    return {"model": digest(model_cfg), "train": digest(train_cfg), "data": data_digest}
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "mask": gen.get_state()}
+
+
+def _set_rng_state(state: dict, gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    gen.set_state(state["mask"])
+
+
+def load(path: Path) -> dict:
+    """A checkpoint written by this module (tensors, numbers, strings, lists and dicts only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class Trainer:
+    """One training run, read top to bottom: setup (`__init__`), resume (`resume`), step (`step`),
+    epoch end (`end_epoch`), finish (`finish`). The resumable state is built in `state_dict` only."""
+
+    def __init__(self, model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path,
+                 data_digest: str, num_workers: int = 0, pretrained: str | Path | None = None):
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+        self.outdir = Path(outdir)
+        self.state_dir = self.outdir / "state"
+        self.num_workers = num_workers
+        self._setup_processes()
+        self._setup_data(train_shards, val_shards)
+        self._setup_model(pretrained)
+        self.digests = run_digest(model_cfg, train_cfg, data_digest)
+        self.step_count, self.best_val, self.metrics, self.sums = 0, float("inf"), [], [0.0, 0.0, 0.0, 0]
+
+    # ------------------------------------------------------------------------------ setup
+    def _setup_processes(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.ddp = self.world > 1
+        self.device = pick_device()
+        if self.ddp:
+            import torch.distributed as dist
+
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.rank = int(os.environ.get("RANK", 0))
+        self.main = self.rank == 0
+        if self.main and os.environ.get("SLURM_JOB_ID"):
+            log.info("SLURM job %s on %s: SLURM_JOB_GPUS=%s CUDA_VISIBLE_DEVICES=%s", os.environ["SLURM_JOB_ID"],
+                     os.environ.get("SLURMD_NODENAME", "?"), os.environ.get("SLURM_JOB_GPUS", ""), os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+        if self.device.type == "cpu" and self.main:
+            log.info("no GPU available: training on CPU (%d threads)", torch.get_num_threads())
+        elif self.main:
+            log.info("training on %s (%s)", self.device, torch.cuda.get_device_name(self.device))
+        self.autocast_dtype = amp_dtype(self.cfg["precision"], self.device)
+
+    def _setup_data(self, train_shards, val_shards) -> None:
+        c, seed = self.cfg, self.cfg["seed"]
+        self.train_ds = ShardBatches(train_shards, c["batch_size"], c["block_windows"], c["shuffle_blocks"], shuffle=True,
+                                     seed=seed, rank=self.rank, world_size=self.world)
+        self.val_ds = ShardBatches(val_shards, c["batch_size"], c["block_windows"], c["shuffle_blocks"], shuffle=False,
+                                   seed=seed, max_windows=c["max_val_windows"])
+        if self.train_ds.num_windows == 0:
+            raise ValueError("no training windows in the train shards: check results/windows/manifest.json (kept_per_split)")
+        if self.val_ds.num_windows == 0:
+            raise ValueError("no validation windows in the val shards: widen cases.split.val or add cases")
+        self.spe = self.train_ds.steps_per_epoch()
+        if self.train_ds.num_windows < c["batch_size"] * self.world and self.main:
+            log.info("note: train.batch_size %d x %d process(es) exceeds the %d training windows: each epoch is one step on all of them",
+                     c["batch_size"], self.world, self.train_ds.num_windows)
+        self.total_steps = self.spe * c["epochs"]
+
+    def _setup_model(self, pretrained) -> None:
+        c = self.cfg
+        torch.manual_seed(c["seed"])
+        self.model = SSLModel(self.model_cfg, pretrained=pretrained).to(self.device)  # shapes fixed here, before the optimizer
+        self.objective = Objective(c, self.model.patch_length).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
+        warmup = int(round(c["warmup_fraction"] * self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.total_steps, warmup))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
+        self.gen = torch.Generator().manual_seed(c["seed"] + self.rank)
+        self.net = self.model
+        if self.ddp:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    # ----------------------------------------------------------------------------- state
+    def _gather_rng(self) -> list:
+        mine = _rng_state(self.gen)
+        if not self.ddp:
+            return [mine]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, mine)
+        return out
+
+    def state_dict(self) -> dict:
+        """The resumable state (collective under DDP: every rank calls it)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "step": self.step_count, "best_val": self.best_val, "metrics": self.metrics,
+                "epoch_sums": self.sums, "rng": self._gather_rng(), "digests": self.digests, "model_cfg": self.model_cfg,
+                "train_cfg": self.cfg}
+
+    def save_state(self) -> None:
+        state = self.state_dict()
+        if self.main:
+            save_atomic(state, self.state_dir / "last.pt")
+
+    def resume(self) -> None:
+        """Continue from `state/last.pt` unless the model, training or data config changed (logged)."""
+        path = self.state_dir / "last.pt"
+        if not path.exists():
+            return
+        state = load(path)
+        changed = [k for k in ("model", "train", "data") if state["digests"].get(k) != self.digests[k]]
+        if changed:
+            log.warning("not resuming from %s: the %s config changed since it was saved; training starts afresh", path, " and ".join(changed))
+            return
+        log.info("resuming from %s at step %d", path, state["step"])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step_count, self.best_val, self.metrics, self.sums = state["step"], state["best_val"], state["metrics"], state["epoch_sums"]
+        _set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0], self.gen)
+
+    # ------------------------------------------------------------------------------ step
+    def step(self, x: torch.Tensor) -> float:
+        c = self.cfg
+        mask = _masks(x, self.model, c, self.gen).to(self.device)
+        x = normalize(x.to(self.device, non_blocking=True))
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            total, msm, stft, _ = self.objective(self.net, x, mask)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"non-finite loss at step {self.step_count} (total={total.item()}, msm={msm.item()}, stft={stft.item()}): "
+                "lower train.lr, or check the windows for extreme values"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), c["grad_clip"])
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step_count += 1
+        n = len(x)
+        self.sums = [self.sums[0] + total.item() * n, self.sums[1] + msm.item() * n, self.sums[2] + stft.item() * n, self.sums[3] + n]
+        return total.item()
+
+    # ------------------------------------------------------------------------- epoch end
+    def end_epoch(self, epoch: int, t_epoch: float, train_seconds: float) -> None:
+        """Validate on rank 0, record the metrics row, keep the best model; save the state."""
+        if self.main:
+            (v_total, v_msm, v_stft), example = evaluate(self.model, self.objective, self.val_loader, self.cfg, self.device,
+                                                         self.autocast_dtype, self.cfg["seed"])
+            s, n = self.sums, max(self.sums[3], 1)
+            row = dict(zip(METRICS, [epoch + 1, self.step_count, self.scheduler.get_last_lr()[0], s[0] / n, s[1] / n, s[2] / n,
+                                     v_total, v_msm, v_stft, s[3] * self.world / train_seconds, time.perf_counter() - t_epoch]))
+            self.metrics.append(row)
+            log.info("epoch %d: train %.4f (msm %.4f, stft %.4f) | val %.4f (msm %.4f, stft %.4f)", epoch + 1,
+                     row["train_total"], row["train_msm"], row["train_stft"], v_total, v_msm, v_stft)
+            if v_total < self.best_val:
+                self.best_val = v_total
+                save_atomic({"model": self.model.state_dict(), "model_cfg": self.model_cfg, "train_cfg": self.cfg,
+                             "step": self.step_count, "epoch": epoch + 1, "val_loss": v_total, "digests": self.digests},
+                            self.state_dir / "best.pt")
+                save_atomic(example, self.state_dir / "best_example.pt")
+            write_metrics(self.metrics, self.outdir / "metrics.csv")
+        self.sums = [0.0, 0.0, 0.0, 0]
+        self.save_state()
+
+    # ------------------------------------------------------------------------------- run
+    def run(self, stop_after_steps: int | None = None) -> dict:
+        self.resume()
+        self.val_loader = make_loader(self.val_ds, self.num_workers) if self.main else None
+        spe, t_epoch, stopped = self.spe, time.perf_counter(), False
+        while self.step_count < self.total_steps and not stopped:
+            epoch, skip = divmod(self.step_count, spe)
+            self.train_ds.set_epoch(epoch)
+            it = iter(make_loader(self.train_ds, self.num_workers))
+            for _ in range(skip):  # resume mid-epoch: the same batches in the same order
+                next(it)
+            bar = tqdm(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="step",
+                       disable=not self.main, mininterval=2)
+            for _ in range(skip, spe):
+                try:
+                    x = next(it)
+                except StopIteration:  # this rank ran short (DDP): start its data again
+                    it = iter(make_loader(self.train_ds, self.num_workers))
+                    x = next(it)
+                loss = self.step(x)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if stop_after_steps is not None and self.step_count >= stop_after_steps:
+                    self.save_state()
+                    stopped = True
+                    break
+                if self.step_count % self.cfg["checkpoint_every_steps"] == 0 and self.step_count % spe:
+                    self.save_state()
+            bar.close()
+            if not stopped:
+                self.end_epoch(epoch, t_epoch, time.perf_counter() - t_epoch)
+                t_epoch = time.perf_counter()
+        if self.ddp:
+            torch.distributed.barrier()
+        summary = {"step": self.step_count, "total_steps": self.total_steps, "steps_per_epoch": spe, "best_val": self.best_val,
+                   "stopped_early": stopped, "device": str(self.device), "world_size": self.world,
+                   "train_windows": self.train_ds.num_windows, "val_windows": self.val_ds.num_windows}
+        if self.main and not stopped:
+            finish(self.outdir, self.state_dir, self.metrics, summary)
+        if self.ddp:
+            torch.distributed.destroy_process_group()
+        return summary
+
+
+def pretrain(model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path, data_digest: str,
+             num_workers: int = 0, stop_after_steps: int | None = None, pretrained: str | Path | None = None) -> dict:
+    """Train, keep best (by validation loss) and last states, write metrics and plots.
+
+    `pretrained`: local directory of the initial weights (None: random). `stop_after_steps` ends
+    the run early after saving the state, as a kill would (for tests).
+    """
+    return Trainer(model_cfg, train_cfg, train_shards, val_shards, outdir, data_digest, num_workers, pretrained).run(stop_after_steps)
+
+
+def write_metrics(rows: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRICS)
+            w.writeheader()
+            w.writerows(rows)
+
+
+def finish(outdir: Path, state_dir: Path, metrics: list[dict], summary: dict) -> None:
+    """Publish the best model, metrics and plots (the job's declared outputs)."""
+    best = load(state_dir / "best.pt")
+    save_atomic(best, outdir / "model.pt")
+    write_metrics(metrics, outdir / "metrics.csv")
+    plot_losses(metrics, outdir / "loss.png")
+    plot_reconstruction(load(state_dir / "best_example.pt"), best["model_cfg"]["patch_length"], outdir / "reconstruction.png")
+    write_json(outdir / "summary.json", {**summary, "best_epoch": best["epoch"], "best_step": best["step"]})
+
+
+def plot_losses(metrics: list[dict], path: Path) -> None:
+    plt = pyplot()
+
+    ep = [m["epoch"] for m in metrics]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key in zip(axes, ("total", "msm", "stft")):
+        ax.plot(ep, [m[f"train_{key}"] for m in metrics], label="train")
+        ax.plot(ep, [m[f"val_{key}"] for m in metrics], label="validation")
+        ax.set_title({"total": "total loss", "msm": "masked-patch MSE", "stft": "multi-resolution STFT"}[key])
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def plot_reconstruction(example, patch_length: int, path: Path) -> None:
+    plt = pyplot()
+
+    x, recon, mask = example
+    n = min(3, x.shape[0])
+    fig, axes = plt.subplots(n, 2, figsize=(13, 2.4 * n), squeeze=False)
+    for i in range(n):
+        for c, name in enumerate(("PPG", "ECG")):
+            ax = axes[i, c]
+            shown = recon[i, c].clone()
+            shown[~mask[i, c].repeat_interleave(patch_length)] = float("nan")  # the loss scores masked patches only
+            ax.plot(x[i, c].numpy(), lw=0.8, label="true")
+            ax.plot(shown.numpy(), lw=1.0, label="reconstruction of masked patches")
+            for p in torch.nonzero(mask[i, c]).flatten().tolist():
+                ax.axvspan(p * patch_length, (p + 1) * patch_length, color="0.85", zorder=0)
+            ax.set_title(f"validation window {i}, {name} (grey = masked patches)", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
