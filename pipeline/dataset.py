@@ -1,9 +1,13 @@
-"""Window shards as a PyTorch IterableDataset that yields whole batches.
+"""Window shards as a PyTorch IterableDataset that yields whole batches, the same ones in the same
+order whatever the number of DataLoader workers (docs/design.md, "Training data").
 
-Reads are chunk-aligned contiguous blocks (`block_windows` windows, a multiple of the shard's
-chunk), the block order is shuffled per epoch, and `shuffle_blocks` blocks are mixed in a buffer
-before batches are cut. Files are opened lazily inside each worker. The order depends only on
-(seed, epoch, rank, world size), so a resumed run sees the same batches.
+An epoch's plan depends only on (seed, epoch, rank, world size): the rank's blocks (contiguous,
+chunk-aligned reads of `block_windows` windows) are shuffled, their windows laid end to end, and
+that stream is cut into groups of exactly G windows, G = the multiple of `batch_size` nearest above
+`shuffle_blocks * block_windows` (the last group is shorter). A group is read (contiguous pieces),
+shuffled by its own seeded permutation and cut into batches, so no batch spans two groups and every
+window is in exactly one batch per epoch. Worker w reads groups w, w + W, ...; `make_loader` puts
+the batches back in plan order in the main process. Files are opened lazily inside each worker.
 """
 
 from __future__ import annotations
@@ -17,17 +21,33 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-
 log = logging.getLogger(__name__)
 
 
-def shard_shapes(paths: list[str | Path]) -> list[tuple[int, int, int]]:
-    """`signals` shape [N, C, L] of each shard (one open per file)."""
-    shapes = []
+def shard_shapes(paths: list[str | Path]) -> list[tuple[tuple[int, int, int], int]]:
+    """(`signals` shape [N, C, L], chunk length along N) of each shard (one open per file)."""
+    out = []
     for p in paths:
         with h5py.File(p, "r") as f:
-            shapes.append(tuple(int(d) for d in f["signals"].shape))
-    return shapes
+            d = f["signals"]
+            out.append((tuple(int(n) for n in d.shape), int(d.chunks[0]) if d.chunks else 1))
+    return out
+
+
+def spread_subset(sizes: list[int], piece: int, max_windows: int, seed: int) -> list[tuple[int, int, int]]:
+    """A fixed subset of about `max_windows` windows drawn across all shards and cases: pieces of
+    `piece` consecutive windows (one HDF5 chunk) in a seeded random order, then sorted for reading."""
+    pieces = [(i, s, min(piece, n - s)) for i, n in enumerate(sizes) for s in range(0, n, piece)]
+    order = np.random.default_rng([seed, 11]).permutation(len(pieces))
+    kept, total = [], 0
+    for k in order:
+        if total >= max_windows:
+            break
+        i, s, n = pieces[k]
+        n = min(n, max_windows - total)
+        kept.append((i, s, n))
+        total += n
+    return sorted(kept)
 
 
 class ShardBatches(IterableDataset):
@@ -36,26 +56,19 @@ class ShardBatches(IterableDataset):
         super().__init__()
         self.paths = [str(p) for p in paths]
         shapes = shard_shapes(self.paths)
-        self.sizes = [n for n, _, _ in shapes]
-        self.length = shapes[0][2] if shapes else 0
+        self.sizes = [shape[0] for shape, _ in shapes]
+        self.length = shapes[0][0][2] if shapes else 0
         self.batch_size = batch_size
-        self.block_windows = block_windows
-        self.shuffle_blocks = shuffle_blocks
         self.shuffle = shuffle
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.max_windows = max_windows
         self.epoch = 0
-        self.blocks = [(i, s, min(block_windows, n - s)) for i, n in enumerate(self.sizes) for s in range(0, n, block_windows)]
-        if max_windows is not None:  # a fixed, deterministic subset (validation)
-            kept, total = [], 0
-            for b in self.blocks:
-                if total >= max_windows:
-                    break
-                kept.append((b[0], b[1], min(b[2], max_windows - total)))
-                total += kept[-1][2]
-            self.blocks = kept
+        self.group_windows = math.ceil(shuffle_blocks * block_windows / batch_size) * batch_size
+        if max_windows is not None and max_windows < sum(self.sizes):  # a fixed subset spread over cases (validation)
+            self.blocks = spread_subset(self.sizes, max(chunk for _, chunk in shapes), max_windows, seed)
+        else:
+            self.blocks = [(i, s, min(block_windows, n - s)) for i, n in enumerate(self.sizes) for s in range(0, n, block_windows)]
         self._files: dict[int, h5py.File] = {}
 
     def __getstate__(self):  # open h5py handles never travel to worker processes
@@ -76,65 +89,77 @@ class ShardBatches(IterableDataset):
             np.random.default_rng([self.seed, self.epoch]).shuffle(order)
         return [self.blocks[i] for i in order[rank :: self.world_size]]
 
+    def groups(self, rank: int) -> list[list[tuple[int, int, int]]]:
+        """The epoch's groups of this rank: lists of (shard, start, n) pieces, G windows each."""
+        groups, current, room = [], [], self.group_windows
+        for i, start, n in self.rank_blocks(rank):
+            while n:
+                take = min(n, room)
+                current.append((i, start, take))
+                start, n, room = start + take, n - take, room - take
+                if room == 0:
+                    groups.append(current)
+                    current, room = [], self.group_windows
+        if current:
+            groups.append(current)
+        return groups
+
     def steps_per_epoch(self) -> int:
         """Batches per epoch, equal on every rank (DDP needs the same number of steps everywhere)."""
         per_rank = [sum(b[2] for b in self.rank_blocks(r)) for r in range(self.world_size)]
         return max(1, math.ceil(min(per_rank) / self.batch_size)) if min(per_rank) > 0 else 0
 
-    def _read_into(self, block, out: np.ndarray) -> None:
-        i, start, n = block
+    def _read_into(self, piece, out: np.ndarray) -> None:
+        i, start, n = piece
         f = self._files.get(i)
         if f is None:
             f = self._files[i] = h5py.File(self.paths[i], "r")
         f["signals"].read_direct(out, source_sel=np.s_[start : start + n])
 
     def __iter__(self):
-        """Batches [B, 2, L] of raw float32 windows (normalization happens on the device, in
-        `pipeline.preprocess.normalize`, the one place for it)."""
+        """(batch index in the epoch, batch [B, 2, L] of raw float32 windows); normalization
+        happens on the device (`pipeline.preprocess.normalize`)."""
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        blocks = self.rank_blocks(self.rank)
-        # each worker reads whole groups of `shuffle_blocks` blocks; DataLoader interleaves workers in order
-        groups = [blocks[i : i + self.shuffle_blocks] for i in range(0, len(blocks), self.shuffle_blocks)]
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank, 7])
-        perms = [rng.permutation(sum(b[2] for b in g)) if self.shuffle else None for g in groups]
-        carry = None
-        mine = range(wid, len(groups), nw)
-        # one buffer for the whole epoch (batches are gathered copies): no page faults per group
-        cap = max((sum(b[2] for b in groups[gi]) for gi in mine), default=0) + self.batch_size
-        store = np.empty((cap, 2, self.length), dtype=np.float32)
+        groups = self.groups(self.rank)
+        per_group = self.group_windows // self.batch_size
+        store = np.empty((self.group_windows, 2, self.length), dtype=np.float32)  # one buffer, reused
         tstore = torch.from_numpy(store)  # the same memory; torch's index_select gathers faster than numpy
-        for gi in mine:
-            n_carry = 0 if carry is None else len(carry)
-            n = sum(b[2] for b in groups[gi])
-            buf = store[: n_carry + n]  # one read, straight into place
-            if n_carry:
-                buf[:n_carry] = carry
-            off = n_carry
-            for b in groups[gi]:
-                self._read_into(b, buf[off : off + b[2]])
-                off += b[2]
-            order = perms[gi] + n_carry if perms[gi] is not None else np.arange(n_carry, n_carry + n)
-            if n_carry:
-                order = np.concatenate([np.arange(n_carry), order])
-            order = torch.from_numpy(order)
-            n_full = len(order) // self.batch_size * self.batch_size
-            for s in range(0, n_full, self.batch_size):
-                yield tstore.index_select(0, order[s : s + self.batch_size])
-            rest = order[n_full:]
-            carry = tstore.index_select(0, rest).numpy() if len(rest) else None
-            if nw > 1 and carry is not None:  # workers do not share a carry: flush it
-                yield torch.from_numpy(carry)
-                carry = None
-        if carry is not None:
-            yield torch.from_numpy(carry)
+        for g in range(wid, len(groups), nw):
+            off = 0
+            for piece in groups[g]:
+                self._read_into(piece, store[off : off + piece[2]])
+                off += piece[2]
+            if self.shuffle:
+                order = torch.from_numpy(np.random.default_rng([self.seed, self.epoch, self.rank, g]).permutation(off))
+            else:
+                order = torch.arange(off)
+            for j, s in enumerate(range(0, off, self.batch_size)):
+                yield g * per_group + j, tstore.index_select(0, order[s : s + self.batch_size])
 
 
-def make_loader(dataset: ShardBatches, num_workers: int) -> torch.utils.data.DataLoader:
+class InOrder:
+    """Batches of a DataLoader over `ShardBatches`, in plan order whatever the number of workers."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        pending, want = {}, 0
+        for index, batch in self.loader:
+            pending[int(index)] = batch
+            while want in pending:
+                yield pending.pop(want)
+                want += 1
+        if pending:  # a worker died between batches: never skip silently
+            raise RuntimeError(f"data loader ended with batches {sorted(pending)[:5]} waiting for batch {want}")
+
+
+def make_loader(dataset: ShardBatches, num_workers: int) -> InOrder:
     # Its own generator: creating an iterator then never draws from the global RNG (which dropout
     # uses), so a resumed run continues the exact random stream of an uninterrupted one.
-    return torch.utils.data.DataLoader(
+    return InOrder(torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
         generator=torch.Generator().manual_seed(dataset.seed),
         pin_memory=torch.cuda.is_available(), prefetch_factor=4 if num_workers else None,
-    )
+    ))

@@ -8,28 +8,22 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline import __version__, backbones
 from pipeline.channels import CHANNELS
+from pipeline.checkpoint import load
 from pipeline.embedding import embed_windows
-from pipeline.io import read_json
+from pipeline.io import atomic_dir, read_json
 from pipeline.model import SSLModel
 from pipeline.preprocess import DESCRIPTION
 
 
-def load_checkpoint(model_path: str | Path) -> dict:
-    return torch.load(model_path, map_location="cpu", weights_only=True)
-
-
 def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
     """The SSL model of a `model.pt` written by pretraining (its own config wins)."""
-    ckpt = ckpt or load_checkpoint(model_path)
+    ckpt = ckpt or load(model_path)
     model = SSLModel(dict(ckpt["model_cfg"], pretrained=None))  # architecture from the checkpoint; weights below
     model.load_state_dict(ckpt["model"])
     return model.eval()
@@ -37,14 +31,11 @@ def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
 
 def export_encoder(model_path, manifest_path, metrics_path, summary_path, params: dict, out_dir) -> None:
     """params: `tracks` (channel order), `signals`, `window`."""
-    ckpt = load_checkpoint(model_path)
+    ckpt = load(model_path)
     model = load_trained(model_path, ckpt)
     manifest = read_json(manifest_path)
     summary = read_json(summary_path)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.backbone.save_pretrained(tmp)
         b = model.backbone
         pre = {
@@ -60,12 +51,6 @@ def export_encoder(model_path, manifest_path, metrics_path, summary_path, params
         }
         (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
         (tmp / "README.md").write_text(model_card(ckpt, manifest, summary, pre, Path(metrics_path)))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def model_card(ckpt, manifest, summary, pre, metrics_path: Path) -> str:

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
+from pipeline.checkpoint import UnsafeCheckpointError, load, save_atomic
 from pipeline.config import digest
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
@@ -32,11 +33,6 @@ from pipeline.preprocess import normalize
 log = logging.getLogger(__name__)
 # train_windows_per_s: training steps only (all processes); seconds: the whole epoch with validation
 METRICS = ["epoch", "step", "lr", "train_total", "train_msm", "train_stft", "val_total", "val_msm", "val_stft", "train_windows_per_s", "seconds"]
-
-
-def save_atomic(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def pick_device() -> torch.device:
@@ -131,11 +127,6 @@ def _set_rng_state(state: dict, gen: torch.Generator) -> None:
     gen.set_state(state["mask"])
 
 
-def load(path: Path) -> dict:
-    """A checkpoint written by this module (tensors, numbers, strings, lists and dicts only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 class Trainer:
     """One training run, read top to bottom: setup (`__init__`), resume (`resume`), step (`step`),
     epoch end (`end_epoch`), finish (`finish`). The resumable state is built in `state_dict` only."""
@@ -217,7 +208,7 @@ class Trainer:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step_count, "best_val": self.best_val, "metrics": self.metrics,
                 "epoch_sums": self.sums, "rng": self._gather_rng(), "digests": self.digests, "model_cfg": self.model_cfg,
-                "train_cfg": self.cfg}
+                "train_cfg": self.cfg, "world_size": self.world}
 
     def save_state(self) -> None:
         state = self.state_dict()
@@ -229,10 +220,22 @@ class Trainer:
         path = self.state_dir / "last.pt"
         if not path.exists():
             return
-        state = load(path)
+        try:
+            state = load(path)
+        except (EOFError, RuntimeError, OSError) as e:
+            if isinstance(e, UnsafeCheckpointError):
+                raise
+            log.warning("not resuming: %s is empty or corrupt (%s: %s); training starts afresh", path, type(e).__name__,
+                        str(e).splitlines()[0] if str(e) else "")
+            return
         changed = [k for k in ("model", "train", "data") if state["digests"].get(k) != self.digests[k]]
         if changed:
             log.warning("not resuming from %s: the %s config changed since it was saved; training starts afresh", path, " and ".join(changed))
+            return
+        if state.get("world_size") != self.world:
+            log.warning("not resuming from %s: it was saved by %s process(es), this run has %d (the data split across ranks, "
+                        "the schedule and the mask streams depend on it); training starts afresh", path,
+                        state.get("world_size"), self.world)
             return
         log.info("resuming from %s at step %d", path, state["step"])
         self.model.load_state_dict(state["model"])
@@ -240,7 +243,7 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.best_val, self.metrics, self.sums = state["step"], state["best_val"], state["metrics"], state["epoch_sums"]
-        _set_rng_state(state["rng"][self.rank] if self.rank < len(state["rng"]) else state["rng"][0], self.gen)
+        _set_rng_state(state["rng"][self.rank], self.gen)
 
     # ------------------------------------------------------------------------------ step
     def step(self, x: torch.Tensor) -> float:

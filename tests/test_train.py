@@ -37,9 +37,49 @@ def test_loader_reads_every_window_once_and_shuffled(tmp_path):
     assert not torch.equal(all_windows(ds), got)  # a new order each epoch
     ds.set_epoch(0)
     assert torch.equal(all_windows(ds), got)  # deterministic per epoch
-    assert key(all_windows(ds, workers=2)) == key(want)  # workers open files lazily, cover everything
+    for workers in (1, 2, 3):  # the same batches in the same order, whatever the number of workers
+        batches = list(make_loader(ds, workers))
+        assert len(batches) == ds.steps_per_epoch() == 8 and torch.equal(torch.cat(batches), got), workers
     val = ShardBatches(train, batch_size=16, block_windows=64, shuffle=False)
     assert torch.equal(all_windows(val), want)  # unshuffled: shard order
+
+
+def test_an_epoch_is_the_same_for_0_to_3_workers_and_so_are_the_weights(tmp_path):
+    """Each window once per epoch, in one order, for 0-3 workers; training ends with identical weights."""
+    train, val = tiny_shards(tmp_path / "data", n_train=(100, 90, 77))
+    cfg = dict(TINY_TRAIN, batch_size=16, block_windows=64, shuffle_blocks=1, epochs=1)
+    ds = ShardBatches(train, 16, 64, 1, seed=0)
+    ref = list(make_loader(ds, 0))
+    assert sum(len(b) for b in ref) == 267 and len(ref) == ds.steps_per_epoch() == 17
+    assert all(len(b) == 16 for b in ref[:-1])  # no worker flushes a partial batch mid-epoch
+    for workers in (1, 2, 3):
+        got = list(make_loader(ds, workers))
+        assert len(got) == len(ref) and all(torch.equal(a, b) for a, b in zip(got, ref)), workers
+    weights = {}
+    for workers in (0, 2, 3):
+        pretrain(TINY_MODEL, cfg, train, val, tmp_path / f"w{workers}", "d", num_workers=workers)
+        weights[workers] = torch.load(tmp_path / f"w{workers}" / "model.pt", weights_only=True)["model"]
+    for workers in (2, 3):
+        assert all(torch.equal(weights[0][k], weights[workers][k]) for k in weights[0]), workers
+
+
+def test_validation_subset_is_spread_over_cases(tmp_path):
+    """max_val_windows draws chunk-sized pieces across the shards, not the first windows in shard order."""
+    shard = tmp_path / "val" / "shard-0000.h5"
+    sig = np.concatenate([windows(64, hr=60 + c, seed=c) for c in range(10)])
+    write_shard(shard, sig, chunk=16)
+    import h5py
+
+    with h5py.File(shard, "a") as f:
+        f["caseid"][:] = np.repeat(np.arange(1, 11), 64)
+    ds = ShardBatches([shard], 16, 64, 2, shuffle=False, max_windows=128)
+    assert ds.num_windows == 128
+    cases = set()
+    with h5py.File(shard) as f:
+        for i, s, n in ds.blocks:
+            cases |= set(f["caseid"][s : s + n].tolist())
+    assert len(cases) >= 5, cases  # the first 128 windows in shard order would be 2 cases
+    assert ds.blocks == ShardBatches([shard], 16, 64, 2, shuffle=False, max_windows=128).blocks  # fixed
 
 
 def test_normalize_is_per_window_and_channel():
@@ -203,3 +243,46 @@ def test_sigkill_mid_run_then_rerun_gives_identical_weights(tmp_path):
     assert a["step"] == b["step"] and a["val_loss"] == b["val_loss"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_executed(tmp_path):
+    """Every torch.load is weights_only: a state file crafted to create a file when unpickled fails
+    with a clear error, and the file is not created."""
+    from pipeline.checkpoint import UnsafeCheckpointError
+
+    train, val = tiny_shards(tmp_path / "data")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    state = tmp_path / "out" / "state" / "last.pt"
+    state.parent.mkdir(parents=True)
+    torch.save({"step": Payload()}, state)
+    with pytest.raises(UnsafeCheckpointError, match="weights_only=True"):
+        pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 cut short"])
+def test_an_empty_or_corrupt_state_is_reported_and_training_starts_afresh(tmp_path, caplog, content):
+    train, val = tiny_shards(tmp_path / "data")
+    state = tmp_path / "out" / "state" / "last.pt"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        s = pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d")
+    assert "empty or corrupt" in caplog.text and s["step"] == s["total_steps"]
+
+
+def test_resuming_with_another_world_size_starts_afresh_and_says_why(tmp_path, caplog):
+    train, val = tiny_shards(tmp_path / "data")
+    pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d", stop_after_steps=3)
+    state = tmp_path / "out" / "state" / "last.pt"
+    saved = torch.load(state, weights_only=True)
+    saved["world_size"] = 2  # as if written by a 2-GPU run
+    torch.save(saved, state)
+    with caplog.at_level(logging.INFO):
+        pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d")
+    assert "saved by 2 process(es), this run has 1" in caplog.text and "at step" not in caplog.text

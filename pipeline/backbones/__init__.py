@@ -16,10 +16,10 @@ import importlib
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 from pipeline.errors import ConfigError
+from pipeline.io import atomic_dir
 
 log = logging.getLogger(__name__)
 BACKBONES = {"ttm": "pipeline.backbones.ttm", "tspulse": "pipeline.backbones.tspulse"}
@@ -91,10 +91,7 @@ def fetch_pretrained(model_cfg: dict, dest: str | Path) -> None:
     Runs where Snakemake runs (the login node on a cluster); the GPU job never touches the network."""
     from huggingface_hub import snapshot_download
 
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
+    with atomic_dir(dest) as tmp:
         try:
             snapshot_download(model_cfg["pretrained"], revision=model_cfg["revision"], local_dir=tmp,
                               allow_patterns=["config.json", "*.safetensors", "*.bin", "*.md", "generation_config.json"])
@@ -105,10 +102,4 @@ def fetch_pretrained(model_cfg: dict, dest: str | Path) -> None:
             ) from e
         shutil.rmtree(tmp / ".cache", ignore_errors=True)
         build(model_cfg, tmp)  # geometry checked here, before anything is published
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-        log.info("pretrained %s @ %s -> %s", model_cfg["pretrained"], model_cfg["revision"], dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    log.info("pretrained %s @ %s -> %s", model_cfg["pretrained"], model_cfg["revision"], dest)
