@@ -14,7 +14,6 @@ from pathlib import Path
 
 from pipeline.config import SPLITS
 from pipeline.io import atomic_path
-from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
 
@@ -82,5 +81,7 @@ def batches(path: str | Path) -> list[int]:
 
 def build_case_table(params: dict) -> list[dict]:
     """Case table of the configured source (params: source, its section, cases, download)."""
+    from pipeline.sources import get_source  # here: readers of the table (evaluation) need no source
+
     source = get_source(params)
     return finish_table(source.case_rows(), params["cases"], *source.tracks())

@@ -93,11 +93,13 @@ def check_model(config: dict) -> None:
         raise ConfigError(
             f"model.patch_length ({m['patch_length']}) must divide model.context_length ({m['context_length']}) into 2 or more patches"
         )
-    if m["pretrained"] and not m["revision"] and backbones.is_hub_id(m):
+    if m["pretrained"] and backbones.is_hub_id(m) and not m["revision"]:
         raise ConfigError(
             f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1); "
             f"if model.pretrained is meant as a local directory, {m['pretrained']!r} does not exist"
         )
+    if m["pretrained"] and not backbones.is_hub_id(m) and not Path(m["pretrained"]).expanduser().is_dir():
+        raise ConfigError(f"model.pretrained: {m['pretrained']!r} is neither a directory nor a hub id owner/name")
     backbones.module(m["backbone"]).check_config(m)
     if len(t["stft_n_fft"]) != len(t["stft_hop"]):
         raise ConfigError(f"train.stft_hop ({t['stft_hop']}) needs one hop per train.stft_n_fft ({t['stft_n_fft']})")

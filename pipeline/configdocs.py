@@ -27,7 +27,8 @@ unknown keys, wrong types and out-of-range values fail before any job runs, nami
 
 Editing a key reruns exactly the rules that use its section: `train.*`/`model.*` rerun pretraining and
 what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward;
-the active source's section reruns the case table and downloads onward (downloads check its tracks).
+the active source's section reruns the case table and downloads onward (case files already fetched
+are kept; a case that lacks newly named tracks fails at resampling, with that reason in the manifest).
 """
 
 

@@ -27,7 +27,7 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
         for row in tqdm(rows, desc="download", unit="case", mininterval=2):
             caseid = int(row["caseid"])
             dest = source.case_file(out_dir, caseid)
-            if dest.exists():
+            if dest.exists() and source.is_current(dest, row):
                 status[str(caseid)] = {"status": "ok", "path": str(dest), "cached": True}
                 continue
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.channels import NUM_CHANNELS
 from pipeline.preprocess import normalize
 
 
@@ -17,4 +18,4 @@ def embed_windows(backbone, windows, batch_size: int = 256) -> np.ndarray:
     for s in range(0, len(windows), batch_size):
         x = normalize(torch.as_tensor(np.asarray(windows[s : s + batch_size], dtype=np.float32)))
         out.append(backbone(x).mean(dim=2).float().numpy())
-    return np.concatenate(out) if out else np.empty((0, 2, backbone.d_model), np.float32)
+    return np.concatenate(out) if out else np.empty((0, NUM_CHANNELS, backbone.d_model), np.float32)

@@ -22,9 +22,10 @@ from pipeline.preprocess import DESCRIPTION
 
 
 def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
-    """The SSL model of a `model.pt` written by pretraining (its own config wins)."""
+    """The SSL model of a `model.pt` written by pretraining: the backbone rebuilt from the config it
+    was saved with (a pretrained checkpoint's settings included), then its weights."""
     ckpt = ckpt or load(model_path)
-    model = SSLModel(dict(ckpt["model_cfg"], pretrained=None))  # architecture from the checkpoint; weights below
+    model = SSLModel(ckpt["model_cfg"], backbone=backbones.from_config(ckpt["backbone_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()
 

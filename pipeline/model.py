@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from pipeline import backbones
-from pipeline.backbones.base import check_geometry
+from pipeline.backbones._base import check_geometry
 
 
 class SSLModel(nn.Module):

@@ -283,7 +283,8 @@ class Trainer:
                      row["train_total"], row["train_msm"], row["train_stft"], v_total, v_msm, v_stft)
             if v_total < self.best_val:
                 self.best_val = v_total
-                save_atomic({"model": self.model.state_dict(), "model_cfg": self.model_cfg, "train_cfg": self.cfg,
+                save_atomic({"model": self.model.state_dict(), "backbone_config": self.model.backbone.config.to_dict(),
+                             "model_cfg": self.model_cfg, "train_cfg": self.cfg,
                              "step": self.step_count, "epoch": epoch + 1, "val_loss": v_total, "digests": self.digests},
                             self.state_dir / "best.pt")
                 save_atomic(example, self.state_dir / "best_example.pt")

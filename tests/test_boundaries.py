@@ -41,7 +41,7 @@ def test_the_package_never_imports_snakemake():
 
 def test_data_modules_and_sources_never_import_torch():
     for path in [PKG / f"{m}.py" for m in DATA] + modules("sources"):
-        assert not hits(imports(path), "torch", "tsfm_public", "transformers", "pipeline.backbones.base",
+        assert not hits(imports(path), "torch", "tsfm_public", "transformers", "pipeline.backbones._base",
                         "pipeline.backbones.ttm", "pipeline.backbones.tspulse", "pipeline.model"), path
 
 
@@ -60,6 +60,15 @@ def test_model_and_training_never_import_sources_or_vitaldb():
         assert not hits(imports(path), "pipeline.sources", "vitaldb", "wfdb", "pipeline.download", "pipeline.http"), path
 
 
+def test_model_and_training_load_no_source_at_run_time():
+    """Transitively too (evaluation reads the case table without loading a source)."""
+    code = ("import sys, pipeline.train, pipeline.export, pipeline.evaluate, pipeline.backbones.ttm, pipeline.backbones.tspulse\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('vitaldb', 'wfdb') or m.startswith('pipeline.sources'))\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 def test_only_backbone_modules_import_granite_tsfm_models():
     for path in PKG.rglob("*.py"):
         if path.parent.name == "backbones" and path.name not in ("__init__.py", "base.py"):
@@ -72,7 +81,7 @@ def test_the_resampler_does_not_import_the_downloader():
 
 
 def test_nothing_outside_sources_branches_on_a_source_name():
-    """No comparison with a source name, and no source name as a dict key or membership test, outside pipeline/sources/."""
+    """No comparison (==, !=, in) with a source name outside pipeline/sources/, in Python or in the rules."""
     for path in PKG.rglob("*.py"):
         if path.parent.name == "sources":
             continue
@@ -81,7 +90,7 @@ def test_nothing_outside_sources_branches_on_a_source_name():
                 consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
                 assert not SOURCE_NAMES & set(consts), f"{path}:{node.lineno} compares with a source name"
     for smk in (REPO / "workflow").rglob("*.smk"):
-        assert not re.search(r"""==\s*["'](demo|vitaldb|local|wfdb)["']""", smk.read_text()), smk
+        assert not re.search(r"""(==|!=|\bin)\s*["'](demo|vitaldb|local|wfdb)["']""", smk.read_text()), smk
 
 
 def test_rules_have_no_run_blocks_and_no_hard_coded_case_files():
@@ -108,6 +117,15 @@ def test_schema_ships_inside_the_package():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert SCHEMA_PATH.name in project["tool"]["setuptools"]["package-data"]["pipeline"]
     assert {"pipeline.sources", "pipeline.backbones"} <= set(project["tool"]["setuptools"]["packages"])
+
+
+def test_registries_find_every_module():
+    """A new source or backbone is one module: the registries list the package's modules."""
+    from pipeline.backbones import BACKBONES
+    from pipeline.sources import SOURCES
+
+    assert set(SOURCES) == {"demo", "vitaldb", "local", "wfdb"}
+    assert set(BACKBONES) == {"ttm", "tspulse"}
 
 
 def test_tasks_name_real_channels():

@@ -155,27 +155,47 @@ def test_fetching_a_hub_model_offline_without_cache_fails_once_with_the_fix(tmp_
     assert "To fix" in str(e.value) and not dest.exists() and list(dest.parent.iterdir()) == []
 
 
-def test_fetching_from_the_hub_cache_publishes_a_checked_directory(tmp_path, monkeypatch):
-    """With the model in the Hugging Face cache (what `huggingface-cli download` leaves), the rule
-    copies it offline into resources/pretrained/ and the training job loads that folder."""
-    import huggingface_hub
+def hf_cache(root: Path, repo: str, revision: str, files: Path) -> Path:
+    """A Hugging Face hub cache holding `repo` @ `revision` (what `huggingface-cli download` leaves):
+    blobs, a snapshot of links to them, and the ref naming the snapshot's commit."""
+    store = root / "hub" / f"models--{repo.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (store / "refs").mkdir(parents=True)
+    (store / "refs" / revision).write_text(commit)
+    (store / "snapshots" / commit).mkdir(parents=True)
+    (store / "blobs").mkdir()
+    for f in files.iterdir():
+        blob = store / "blobs" / f"blob-{f.name}"
+        blob.write_bytes(f.read_bytes())
+        (store / "snapshots" / commit / f.name).symlink_to(blob)
+    return root / "hub"
 
+
+def test_fetching_from_the_hub_cache_publishes_the_checkpoint_offline(tmp_path, monkeypatch):
+    """With the model in the Hugging Face cache, the `pretrained` rule copies it offline into
+    resources/pretrained/, and the training job loads that folder with its weights."""
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE  # conftest: no network in tests
     ref = make_r1_like_dir(tmp_path / "src")
-    calls = {}
-
-    def from_cache(repo_id, revision, local_dir, allow_patterns):  # the cache's copy, no network
-        calls.update(repo_id=repo_id, revision=revision)
-        for name in ("config.json", "model.safetensors"):
-            (Path(local_dir) / name).write_bytes((tmp_path / "src" / name).read_bytes())
-
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", from_cache)
-    cfg = dict(R1, pretrained="ibm-granite/granite-timeseries-ttm-r1", revision="1024_96_v1")
+    repo = "ibm-granite/granite-timeseries-ttm-r1"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf_cache(tmp_path / "hf", repo, "1024_96_v1", tmp_path / "src")))
+    cfg = dict(R1, pretrained=repo, revision="1024_96_v1")
     dest = backbones.pretrained_dir(cfg, tmp_path / "pretrained")
     backbones.fetch_pretrained(cfg, dest)
-    assert calls == {"repo_id": "ibm-granite/granite-timeseries-ttm-r1", "revision": "1024_96_v1"}
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "model.safetensors"] and not (dest / "config.json").is_symlink()
     model = SSLModel(cfg, pretrained=dest)
     want = {k[len("backbone."):]: v for k, v in ref.state_dict().items() if k.startswith("backbone.")}
     assert all(torch.equal(model.backbone.model.state_dict()[k], v) for k, v in want.items())
-    with pytest.raises(GeometryError):  # a revision with another geometry is refused before publishing
-        backbones.fetch_pretrained(dict(cfg, d_model=96, ttm={"adaptive_patching_levels": 2}), tmp_path / "other")
+    with pytest.raises(PretrainedLoadError, match="model_type 'tinytimemixer'"):  # a checkpoint of another family
+        backbones.fetch_pretrained(dict(cfg, backbone="tspulse"), tmp_path / "other")
     assert not (tmp_path / "other").exists()
+    with pytest.raises(PretrainedLoadError, match="v9"):  # a revision the cache does not have
+        backbones.fetch_pretrained(dict(cfg, revision="v9"), tmp_path / "other")
+
+
+def test_hub_ids_and_local_paths_are_told_apart(tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    assert backbones.is_hub_id({"pretrained": "ibm-granite/granite-timeseries-ttm-r1"})
+    for local in (str(tmp_path / "ckpt"), "/data/ckpt", "./ckpt", "~/ckpt", "models/ttm/r1"):
+        assert not backbones.is_hub_id({"pretrained": local}), local

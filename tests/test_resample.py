@@ -3,7 +3,7 @@ import pytest
 import vitaldb
 
 from pipeline.sources.demo import write_vital
-from pipeline.download import CaseError
+from pipeline.errors import CaseError
 from pipeline.resample import resample_case, resample_track, saturation_runs
 
 FS, OUT = 500, 125

@@ -100,7 +100,7 @@ def test_ddp_ranks_split_the_data_with_equal_steps(tmp_path):
 
 def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
-    model = SSLModel(dict(TINY_MODEL, d_model=48, adaptive_patching_levels=2, num_layers=2, dropout=0.0))
+    model = SSLModel(dict(TINY_MODEL, d_model=48, ttm={"adaptive_patching_levels": 2}, num_layers=2, dropout=0.0))
     objective = Objective(TINY_TRAIN, 64)
     x = torch.from_numpy(normalize(windows(8)))
     mask = patch_mask(8, 2, 16, 0.4, "random", torch.Generator().manual_seed(0))

@@ -192,6 +192,27 @@ def test_download_writes_pointers_and_skips_record_without_pleth(run):
     assert st["reason"] == "missing track PLETH (the case has: ABP, II, V)"
 
 
+def test_cached_pointers_follow_a_new_root_and_new_case_numbers(run, tmp_path):
+    """Caseids are positions in RECORDS: a pointer left by an older table or root is refetched, never reused."""
+    import shutil
+
+    root = tmp_path / "moved"
+    shutil.copytree(run["root"], root)
+    (root / "RECORDS").write_text("p00/p000033/\np00/p000020/\n")  # record (c) dropped: later caseids shift
+    section = {"root": str(root), "tracks": dict(TRACKS)}
+    rows = build_case_table({"source": "wfdb", "wfdb": section, "cases": CASES})
+    out = tmp_path / "cases"
+    shutil.copytree(run["base"] / "cases", out)  # the old pointers, as a rerun finds them
+    dl = download_batch(rows, {"source": "wfdb", "wfdb": section, "download": None}, out, tmp_path / "dl.json")
+    for row in rows:
+        st = dl[str(row["caseid"])]
+        if st["status"] == "ok":
+            assert json.loads(Path(st["path"]).read_text())["record"] == str((root / row["name"]).resolve())
+            assert not st.get("cached")
+    again = download_batch(rows, {"source": "wfdb", "wfdb": section, "download": None}, out, tmp_path / "dl2.json")
+    assert all(st.get("cached") for st in again.values() if st["status"] == "ok")  # unchanged settings: kept
+
+
 def test_download_faults_are_case_errors(run, tmp_path):
     """A missing header, a missing segment header, a truncated data file: permanent skips with reasons."""
     import shutil

@@ -179,11 +179,8 @@ def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tm
 
 def test_tspulse_backbone_end_to_end(tmp_path):
     """`--configfile config/tspulse-demo.yaml`: the demo with a tiny TSPulse; the export says so."""
-    write_config(tmp_path, small=True)
-    cfg = yaml.safe_load((REPO / "config" / "tspulse-demo.yaml").read_text())
-    cfg["demo"].update(n_cases=10, duration_s=240)
-    cfg["train"].update(epochs=3)
-    (tmp_path / "config" / "tspulse-demo.yaml").write_text(yaml.safe_dump(cfg))
+    write_config(tmp_path, small=True)  # fewer cases and epochs; the TSPulse file is merged over it
+    (tmp_path / "config" / "tspulse-demo.yaml").write_text((REPO / "config" / "tspulse-demo.yaml").read_text())
     r = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", "config/tspulse-demo.yaml")
     assert r.returncode == 0, r.stderr[-4000:]
     exported = json.loads((tmp_path / "results/export/encoder/config.json").read_text())

@@ -88,7 +88,7 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import GeometryError, PretrainedLoadError, how_to_fix
-from pipeline.backbones.base import Backbone, check_checkpoint, shared_kwargs
+from pipeline.backbones._base import Backbone, check_checkpoint, shared_kwargs
 from pipeline.channels import NUM_CHANNELS
 from pipeline.errors import ConfigError
 
@@ -264,6 +264,13 @@ def build(m: dict, pretrained_dir: Path | None) -> TSPulseBackbone:
     _load_weights(encoder, _read_state(pretrained_dir, m), pretrained_dir, m)
     log.info("loaded pretrained TSPulse encoder from %s", pretrained_dir)
     return TSPulseBackbone(encoder)
+
+
+def from_config(config: dict) -> TSPulseBackbone:
+    """Random weights from a saved TSPulseModel config (a trained checkpoint's own config)."""
+    from tsfm_public.models.tspulse import TSPulseConfig
+
+    return TSPulseBackbone(_encoder(TSPulseConfig.from_dict(config)))
 
 
 def load_export(directory: Path) -> TSPulseBackbone:

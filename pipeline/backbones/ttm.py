@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from pipeline.backbones import GeometryError, PretrainedLoadError, how_to_fix
-from pipeline.backbones.base import Backbone, check_checkpoint, shared_kwargs
+from pipeline.backbones._base import Backbone, check_checkpoint, shared_kwargs
 from pipeline.channels import NUM_CHANNELS
 from pipeline.errors import ConfigError
 
@@ -83,6 +83,12 @@ def build(m: dict, pretrained_dir: Path | None) -> TTMBackbone:
         raise PretrainedLoadError(f"pretrained model {m['pretrained']!r} lacks encoder weights {missing[:5]}... " + how_to_fix(m))
     log.info("loaded pretrained TTM encoder from %s", pretrained_dir)
     return TTMBackbone(full.backbone)
+
+
+def from_config(config: dict) -> TTMBackbone:
+    from tsfm_public.models.tinytimemixer import TinyTimeMixerConfig, TinyTimeMixerModel
+
+    return TTMBackbone(TinyTimeMixerModel(TinyTimeMixerConfig.from_dict(config)))
 
 
 def load_export(directory: Path) -> TTMBackbone:

@@ -1,6 +1,7 @@
 """Sources of cases: one module per source, each a `Source` subclass (docs/design.md, "Sources").
 
 The stages call only this interface; nothing outside `pipeline/sources/` branches on a source name.
+Every module here is a source, registered by its file name (`_name` modules are shared helpers).
 A source is built from the step's params: `{"source": <name>, <name>: <its config section>, ...}`
 (the section holds at least `tracks: {ppg: ..., ecg: ...}`, the source's own track names).
 """
@@ -8,6 +9,7 @@ A source is built from the step's params: `{"source": <name>, <name>: <its confi
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +19,8 @@ import numpy as np
 from pipeline.channels import CHANNELS
 from pipeline.errors import CaseError, ConfigError
 
-SOURCES = {"demo": "pipeline.sources.demo", "vitaldb": "pipeline.sources.vitaldb", "local": "pipeline.sources.local",
-           "wfdb": "pipeline.sources.wfdb"}
+# Every module of this package is a source named after it, except shared helpers (`_name`).
+SOURCES = {m.name: f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,11 @@ class Source:
 
     def case_file(self, out_dir: str | Path, caseid: int) -> Path:
         return Path(out_dir) / f"{caseid}{self.suffix}"
+
+    def is_current(self, path: Path, row: dict) -> bool:
+        """Whether an existing (validated) case file still belongs to `row`; False refetches it.
+        A file is only ever published after validation, so by default an existing file is kept."""
+        return True
 
 
 def source_class(name: str) -> type[Source]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.io import atomic_path
-from pipeline.sources.vital import VitalFileSource
+from pipeline.sources._vital import VitalFileSource
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from pipeline.errors import CaseError
-from pipeline.sources.vital import VitalFileSource, rows_from_vitaldb_csv
+from pipeline.sources._vital import VitalFileSource, rows_from_vitaldb_csv
 
 
 class LocalSource(VitalFileSource):

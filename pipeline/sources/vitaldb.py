@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.http import fetch_file, fetch_text, http_pool
-from pipeline.sources.vital import VitalFileSource, rows_from_vitaldb_csv
+from pipeline.sources._vital import VitalFileSource, rows_from_vitaldb_csv
 
 
 class VitalDBSource(VitalFileSource):

@@ -187,6 +187,15 @@ class WFDBSource(Source):
             raise CaseError(f"missing header {record}.hea")
         Path(dest).write_text(json.dumps({"record": record, "name": row["name"]}) + "\n")
 
+    def is_current(self, path: Path, row: dict) -> bool:
+        """A cached pointer belongs to `row` only if it names the same record under the current root
+        (caseids are positions: a changed RECORDS list or root moves them)."""
+        try:
+            pointer = _read_pointer(path)
+        except CaseError:
+            return False
+        return pointer["name"] == row["name"] and pointer["record"] == os.path.abspath(self._root() / row["name"])
+
     def validate(self, path: Path) -> None:
         """Headers readable (every segment's), every track in at least one segment, and the data
         files of those segments present and complete. No samples are read."""

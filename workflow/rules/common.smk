@@ -3,7 +3,7 @@ import shlex
 
 from pipeline import backbones
 from pipeline.cases import batches as table_batches
-from pipeline.channels import CHANNELS
+from pipeline.sources import source_class
 
 
 def section(*keys):
@@ -31,9 +31,15 @@ def reader_params(*extra):
 
 def tracks_params(*extra):
     """The active source's track names in channel order, plus `extra` sections."""
-    tracks = config[config["source"]]["tracks"]
-    parts = {"tracks": [tracks[c.lower()] for c in CHANNELS]}
+    src = config["source"]
+    parts = {"tracks": source_class(src)(config[src]).tracks()}
     return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
+
+
+def pretrained_params():
+    """What fetching pretrained weights depends on (geometry is checked by the job that loads them)."""
+    keys = ("backbone", "pretrained", "revision")
+    return json.dumps({"model": {k: config["model"][k] for k in keys}}, sort_keys=True)
 
 
 def pretrained_input(wildcards=None):

@@ -13,7 +13,7 @@ rule pretrained:
         "logs/pretrained/{name}.log",
     localrule: True
     params:
-        cfg=section("model"),
+        cfg=pretrained_params(),
     shell:
         "python -m pipeline fetch-pretrained --params {params.cfg:q} --out {output:q} 2> {log:q}"
 
