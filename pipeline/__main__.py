@@ -20,10 +20,21 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
+def _params(a) -> dict:
+    """The step's --params, checked against the schema (defaults filled) and the cross-key rules of
+    the sections it holds: a step run by hand with a bad value fails naming the key."""
+    from pipeline.config import validate_params
+
+    try:
+        return validate_params(json.loads(a.params))
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--params: not JSON: {e}") from e
+
+
 def cmd_case_table(a):
     from pipeline.cases import build_case_table, write_table
 
-    rows = build_case_table(json.loads(a.params))
+    rows = build_case_table(_params(a))
     if not rows:
         raise SystemExit("case table is empty: no case has both tracks (check <source>.tracks and cases.*)")
     write_table(a.out, rows)
@@ -39,14 +50,14 @@ def _batch_rows(cases_path, batch):
 def cmd_download(a):
     from pipeline.download import download_batch
 
-    download_batch(_batch_rows(a.cases, a.batch), json.loads(a.params), a.outdir, a.status)
+    download_batch(_batch_rows(a.cases, a.batch), _params(a), a.outdir, a.status)
 
 
 def cmd_resample(a):
     from pipeline.io import read_json
     from pipeline.resample import resample_batch
 
-    resample_batch(read_json(a.download_status), json.loads(a.params), a.outdir, a.status)
+    resample_batch(read_json(a.download_status), _params(a), a.outdir, a.status)
 
 
 def cmd_windows(a):
@@ -54,13 +65,13 @@ def cmd_windows(a):
     from pipeline.windows import windows_batch
 
     shards = {"train": a.train, "val": a.val, "test": a.test}
-    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), json.loads(a.params), shards, a.stats, a.batch)
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a), shards, a.stats, a.batch)
 
 
 def cmd_manifest(a):
     from pipeline.windows import build_manifest
 
-    m = build_manifest(a.stats, a.out, json.loads(a.params))
+    m = build_manifest(a.stats, a.out, _params(a))
     log.info("manifest: %s", json.dumps(m["totals"]))
 
 
@@ -69,7 +80,7 @@ def cmd_pretrain(a):
     from pipeline.io import read_json
     from pipeline.train import pretrain
 
-    params = json.loads(a.params)
+    params = _params(a)
     manifest = read_json(a.manifest)
     data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
                           "shards": sorted(a.train_shards) + sorted(a.val_shards)})
@@ -80,13 +91,13 @@ def cmd_pretrain(a):
 def cmd_export(a):
     from pipeline.export import export_encoder
 
-    export_encoder(a.model, a.manifest, a.metrics, a.summary, json.loads(a.params), a.out)
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, _params(a), a.out)
 
 
 def cmd_evaluate(a):
     from pipeline.evaluate import evaluate
 
-    p = json.loads(a.params)
+    p = _params(a)
     evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["model"], p["train"], p["evaluate"],
              p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
 
@@ -94,7 +105,7 @@ def cmd_evaluate(a):
 def cmd_fetch_pretrained(a):
     from pipeline.backbones import fetch_pretrained
 
-    fetch_pretrained(json.loads(a.params)["model"], a.out)
+    fetch_pretrained(_params(a)["model"], a.out)
 
 
 def cmd_qc(a):
@@ -151,7 +162,12 @@ def main(argv=None) -> None:
 
     a = p.parse_args(argv)
     _setup_logging()
-    a.func(a)
+    from pipeline.errors import ConfigError
+
+    try:
+        a.func(a)
+    except ConfigError as e:  # a bad --params value: say which key, no traceback
+        raise SystemExit(f"python -m pipeline {a.step}: {e}") from e
 
 
 if __name__ == "__main__":

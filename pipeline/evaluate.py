@@ -23,6 +23,7 @@ import torch
 from pipeline import backbones
 from pipeline.channels import CHANNELS
 from pipeline.embedding import embed_windows
+from pipeline.features import raw_features
 from pipeline.io import write_json, write_text
 from pipeline.masking import patch_mask
 from pipeline.plots import pyplot, save_figure
@@ -31,26 +32,6 @@ from pipeline.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
 N_BOOT = 300
-BANDS_HZ = [(0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 40.0)]
-
-
-# --------------------------------------------------------------------------- features
-def raw_features(x: np.ndarray, fs: float) -> np.ndarray:
-    """Per channel: mean, std, skewness, kurtosis, peak-to-peak, zero-crossing rate of the
-    centred signal, log power in BANDS_HZ. x [n, C, L] -> [n, C * (6 + bands)]."""
-    x = np.nan_to_num(np.asarray(x, dtype=np.float64))
-    mean = x.mean(-1, keepdims=True)
-    c = x - mean
-    std = c.std(-1, keepdims=True) + 1e-9
-    z = c / std
-    feats = [mean[..., 0], std[..., 0], (z**3).mean(-1), (z**4).mean(-1), np.ptp(x, axis=-1),
-             (np.diff(np.sign(c), axis=-1) != 0).mean(-1)]
-    power = np.abs(np.fft.rfft(z, axis=-1)) ** 2
-    freqs = np.fft.rfftfreq(x.shape[-1], 1 / fs)
-    for lo, hi in BANDS_HZ:
-        sel = (freqs >= lo) & (freqs < hi)
-        feats.append(np.log(power[..., sel].mean(-1) + 1e-9))
-    return np.stack(feats, axis=-1).reshape(len(x), -1)
 
 
 # ----------------------------------------------------------------------------- probes
@@ -125,18 +106,45 @@ def reconstruction_quality(model, x_raw: np.ndarray, train_cfg: dict, seed: int 
 
 
 # ------------------------------------------------------------------------------ driver
+def _read_rows(ds, rows: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = ds[rows[i]] for sorted `rows`, reading one HDF5 chunk at a time (never the dataset)."""
+    step = ds.chunks[0] if ds.chunks else 1024
+    bounds = np.searchsorted(rows, np.arange(0, ds.shape[0] + step, step))
+    for c in range(len(bounds) - 1):
+        lo, hi = bounds[c], bounds[c + 1]
+        if lo == hi:
+            continue
+        start = c * step
+        block = ds[start : min(start + step, ds.shape[0])]
+        out[lo:hi] = block[rows[lo:hi] - start]
+
+
 def load_split(paths: list[str], max_windows: int, seed: int) -> dict:
-    parts = {k: [] for k in ("signals", "caseid", "subjectid")}
+    """A fixed random subset of at most `max_windows` windows of the shards, the same for every
+    feature set. Only the chosen windows are read: memory grows with `max_windows`, not with the
+    number of windows in the shards."""
+    sizes = []
     for p in paths:
         with h5py.File(p, "r") as f:
-            for k in parts:
-                parts[k].append(f[k][()])
-    data = {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
-    n = len(data["caseid"])
-    if n > max_windows:  # a fixed random subset, the same for every feature set
-        keep = np.sort(np.random.default_rng(seed).choice(n, max_windows, replace=False))
-        data = {k: v[keep] for k, v in data.items()}
-    return data
+            sizes.append(f["caseid"].shape[0])
+    total = int(sum(sizes))
+    if total > max_windows:
+        chosen = np.sort(np.random.default_rng(seed).choice(total, max_windows, replace=False))
+    else:
+        chosen = np.arange(total)
+    edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    data = None
+    for i, p in enumerate(paths):
+        lo, hi = np.searchsorted(chosen, edges[i]), np.searchsorted(chosen, edges[i + 1])
+        if lo == hi:
+            continue
+        rows = chosen[lo:hi] - edges[i]
+        with h5py.File(p, "r") as f:
+            if data is None:
+                data = {k: np.empty((len(chosen), *f[k].shape[1:]), f[k].dtype) for k in ("signals", "caseid", "subjectid")}
+            for k in data:
+                _read_rows(f[k], rows, data[k][lo:hi])
+    return data or {"signals": np.empty((0, 2, 0), np.float32), "caseid": np.empty(0, np.int32), "subjectid": np.empty(0, np.int64)}
 
 
 def _features(encoders: dict, data: dict, fs: float) -> dict:

@@ -17,11 +17,14 @@ from scipy.signal import butter, find_peaks, sosfiltfilt
 from pipeline.channels import CHANNELS
 
 
+RPEAK_BAND_HZ = (5.0, 20.0)
+
+
 def rpeak_heart_rate(ecg: np.ndarray, fs: float) -> np.ndarray:
     """Heart rate (bpm) per ECG window [n, L] from R-peaks: 5-20 Hz band-pass, peaks of the
     rectified signal above 40% of its 99th percentile, at least 250 ms apart; 60 / median RR.
     NaN where fewer than 3 peaks are found."""
-    sos = butter(3, [5.0, 20.0], btype="band", fs=fs, output="sos")
+    sos = butter(3, list(RPEAK_BAND_HZ), btype="band", fs=fs, output="sos")
     x = np.abs(sosfiltfilt(sos, np.nan_to_num(ecg), axis=-1))
     out = np.full(len(x), np.nan)
     for i, w in enumerate(x):

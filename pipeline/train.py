@@ -252,11 +252,7 @@ class Trainer:
         x = normalize(x.to(self.device, non_blocking=True))
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             total, msm, stft, _ = self.objective(self.net, x, mask)
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"non-finite loss at step {self.step_count} (total={total.item()}, msm={msm.item()}, stft={stft.item()}): "
-                "lower train.lr, or check the windows for extreme values"
-            )
+        self._check_finite(total, msm, stft)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
@@ -268,6 +264,22 @@ class Trainer:
         n = len(x)
         self.sums = [self.sums[0] + total.item() * n, self.sums[1] + msm.item() * n, self.sums[2] + stft.item() * n, self.sums[3] + n]
         return total.item()
+
+    def _check_finite(self, total, msm, stft) -> None:
+        """Stop when the loss is not finite, on every rank at once and with the same message: under
+        DDP the ranks first agree on which of them saw it (a rank that raised alone would leave the
+        others waiting in the gradient all-reduce until the collective's timeout)."""
+        bad = torch.zeros(self.world, device=total.device)
+        bad[self.rank] = (~torch.isfinite(total.detach())).float()
+        if self.ddp:
+            torch.distributed.all_reduce(bad)
+        if bad.any():
+            ranks = torch.nonzero(bad).flatten().tolist()
+            mine = f" (this rank: total={total.item()}, msm={msm.item()}, stft={stft.item()})" if self.rank in ranks else ""
+            raise FloatingPointError(
+                f"non-finite loss at step {self.step_count} on rank(s) {ranks} of {self.world}{mine}: "
+                "lower train.lr, or check the windows for extreme values"
+            )
 
     # ------------------------------------------------------------------------- epoch end
     def end_epoch(self, epoch: int, t_epoch: float, train_seconds: float) -> None:

@@ -70,6 +70,22 @@ def test_demo_case_table(config):
         ({"download": {"retries": 100}}, "download.retries"),
         ({"quality": {"hr_min_bpm": 200}}, "quality.hr_min_bpm"),
         ({"source": "local"}, "local.root"),
+        ({"source": "wfdb"}, "wfdb.root"),
+        ({"cases": {"split": {"train": float("nan"), "val": 0.1, "test": 0.1}}}, "cases.split.train"),
+        ({"quality": {"flat_max_fraction": float("nan")}}, "quality.flat_max_fraction"),
+        ({"download": {"timeout_s": float("nan")}}, "download.timeout_s"),
+        ({"train": {"lr": float("inf")}}, "train.lr"),
+        ({"quality": {"ppg_ptp_max": float("inf")}}, "quality.ppg_ptp_max"),
+        ({"train": {"stft_n_fft": [256, float("nan")]}}, "train.stft_n_fft[1]"),
+        ({"train": {"seed": 2**40}}, "train.seed"),
+        ({"evaluate": {"seed": -1}}, "evaluate.seed"),
+        ({"demo": {"seed": 2**63}}, "demo.seed"),
+        ({"vitaldb": {"api_url": "ftp://mirror.example/vitaldb"}}, "vitaldb.api_url"),
+        ({"vitaldb": {"api_url": "api.vitaldb.net"}}, "vitaldb.api_url"),
+        ({"signals": {"target_fs": 64}}, "signals.target_fs"),
+        ({"quality": {"nan_max_fraction": 0.1}}, "quality"),  # the key is gone: windows with NaN are always rejected
+        ({"model": {"backbone": "lstm"}}, "model.backbone"),
+        ({"model": {"pretrained": "/no/such/checkpoint"}}, "model.pretrained"),
     ],
 )
 def test_bad_config_fails_naming_the_key(edit, key):
@@ -88,3 +104,37 @@ def test_defaults_are_filled():
     cfg = validate_config({"source": "demo"})
     assert cfg["window"]["length"] == 1024 and cfg["signals"]["target_fs"] == 125
     assert cfg["cases"]["split"] == {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+@pytest.mark.parametrize(
+    "params, key",
+    [
+        ({"signals": {"target_fs": float("nan"), "saturation_min_run": 10}}, "signals.target_fs"),
+        ({"signals": {"target_fs": 40}}, "signals.target_fs"),
+        ({"window": {"length": 1024, "stride": 0, "chunk": 64}}, "window.stride"),
+        ({"model": {"patch_length": 100}, "window": {"length": 1024}}, "model.patch_length"),
+        ({"tracks": ["PLETH"], "signals": {"target_fs": 125}}, "tracks"),
+    ],
+)
+def test_step_commands_validate_their_params(tmp_path, params, key):
+    """Users run `python -m pipeline <step>` by hand: a bad --params fails at once, naming the key."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "pipeline", "manifest", "--params", json.dumps(params), "--out", str(tmp_path / "m.json"),
+           str(tmp_path / "none.json")]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert r.returncode != 0 and key in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_step_params_from_the_rules_pass_unchanged(config):
+    """What the rules pass (complete, validated sections) comes back as it was."""
+    from pipeline.config import validate_params
+
+    for keys in (("signals", "window", "quality"), ("model", "train"), ("model", "train", "evaluate", "signals")):
+        params = copy.deepcopy({k: config[k] for k in keys})
+        assert validate_params(copy.deepcopy(params)) == params
+    params = {"source": "demo", "demo": config["demo"], "cases": config["cases"], "download": config["download"]}
+    assert validate_params(copy.deepcopy(params)) == params

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
 
-from pipeline.evaluate import linear_interpolation_fill, probe, raw_features
+from pipeline.evaluate import linear_interpolation_fill, probe
+from pipeline.features import raw_features
 from pipeline.tasks import rpeak_heart_rate
 from pipeline.masking import patch_mask
 from tests.helpers import windows
@@ -95,3 +96,34 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
     assert set(res["probes"]["sex"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
     assert res["probes"]["age"]["raw"]["test_subjects"] == 4
     assert (tmp_path / "eval" / "probes.png").stat().st_size > 0 and "AUROC" in (tmp_path / "eval" / "probes.html").read_text()
+
+
+def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):
+    """The same subset as selecting from everything, but the signals are read chunk by chunk:
+    never a whole dataset (peak memory follows max_windows, not the shards)."""
+    import h5py
+
+    from pipeline.evaluate import load_split
+    from tests.helpers import write_shard
+
+    paths = []
+    for i, n in enumerate((150, 0, 97, 130)):
+        sig = np.random.default_rng(i).normal(size=(n, 2, 1024)).astype(np.float32)
+        paths.append(str(write_shard(tmp_path / f"s{i}.h5", sig, caseid=i + 1, chunk=16)))
+    everything = {k: np.concatenate([h5py.File(p)[k][()] for p in paths]) for k in ("signals", "caseid", "subjectid")}
+    reads = []
+    real = h5py.Dataset.__getitem__
+
+    def spy(self, key):
+        if self.name == "/signals" and isinstance(key, slice):
+            reads.append(len(range(*key.indices(self.shape[0]))))
+        return real(self, key)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    got = load_split(paths, 40, seed=5)
+    keep = np.sort(np.random.default_rng(5).choice(377, 40, replace=False))
+    for k in everything:
+        np.testing.assert_array_equal(got[k], everything[k][keep])
+    assert reads and max(reads) <= 16  # one chunk at a time
+    small = load_split(paths, 1000, seed=5)
+    np.testing.assert_array_equal(small["signals"], everything["signals"])  # fewer windows than the cap: all of them

@@ -175,6 +175,30 @@ def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
     assert (tmp_path / "out" / "model.pt").exists()
 
 
+def test_a_non_finite_loss_on_one_ddp_rank_stops_every_rank_promptly(tmp_path):
+    """Rank 1's data holds an infinity: both ranks stop at step 0 with the same error, long before
+    a collective's timeout (minutes), instead of rank 0 waiting in the gradient all-reduce."""
+    bad = windows(64, seed=1)
+    bad[:, 0, 100] = np.inf
+    train = [str(write_shard(tmp_path / "data" / "train" / "a.h5", windows(64, seed=0))),
+             str(write_shard(tmp_path / "data" / "train" / "b.h5", bad, caseid=2))]
+    _, val = tiny_shards(tmp_path / "valdata", n_train=(16,))
+    params = json.dumps({"model": TINY_MODEL, "train": dict(TINY_TRAIN, block_windows=64, epochs=1)})
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+           "-m", "pipeline", "pretrain", "--params", params, "--manifest", str(manifest),
+           "--train-shards", *train, "--val-shards", *val, "--outdir", str(tmp_path / "out")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
+    assert r.returncode != 0
+    raised = {}  # torchrun prefixes each rank's lines with [rankN]:
+    for line in r.stderr.splitlines():
+        if "FloatingPointError: non-finite loss at step 0 on rank(s)" in line:
+            raised[line.split("]")[0]] = line.split("on rank(s) ")[1].split(" of")[0]
+    assert set(raised) == {"[rank0", "[rank1"}, r.stderr[-3000:]  # both ranks raised
+    assert set(raised.values()) == {"[1]"}  # and name the same culprit
+
+
 def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     train, val = tiny_shards(tmp_path / "data")
     pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "pre", "d")
