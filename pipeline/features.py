@@ -14,7 +14,13 @@ def highest_frequency_hz() -> float:
     return max(max(hi for _, hi in BANDS_HZ), RPEAK_BAND_HZ[1])
 
 
-def raw_features(x: np.ndarray, fs: float) -> np.ndarray:
+def raw_features(x: np.ndarray, fs: float, batch: int = 2048) -> np.ndarray:
+    """`window_features` of x [n, C, L] computed `batch` windows at a time (bounded memory)."""
+    parts = [window_features(x[s : s + batch], fs) for s in range(0, len(x), batch)]
+    return np.concatenate(parts) if parts else np.empty((0, x.shape[1] * (6 + len(BANDS_HZ))))
+
+
+def window_features(x: np.ndarray, fs: float) -> np.ndarray:
     """Per channel: mean, std, skewness, kurtosis, peak-to-peak, zero-crossing rate of the
     centred signal, log power in BANDS_HZ. x [n, C, L] -> [n, C * (6 + bands)]."""
     x = np.nan_to_num(np.asarray(x, dtype=np.float64))

@@ -108,7 +108,7 @@ def resample_case(path: str | Path, params: dict):
     [2, T], attrs). Tracks that start later than the case's first track are padded with NaN, so
     channel samples with the same index share one time (docs/design.md, "Resampled cases")."""
     source = get_source(params)
-    tracks = source.read_tracks(Path(path))
+    tracks = source.read_tracks(Path(path), params["signals"]["max_case_hours"] * 3600.0)
     fs = params["signals"]["target_fs"]
     t0 = min(t.start_s for t in tracks)
     ys, sats = [], []

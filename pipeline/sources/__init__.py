@@ -74,8 +74,10 @@ class Source:
         """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`."""
         raise NotImplementedError
 
-    def read_tracks(self, path: Path) -> list[Track]:
-        """The tracks of `tracks()` at their native rates with their start times; CaseError if one is missing."""
+    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
+        """The tracks of `tracks()` at their native rates with their start times; CaseError if one is
+        missing, or if the recording spans more than `max_span_s` seconds (checked before any dense
+        array is allocated)."""
         raise NotImplementedError
 
     def case_file(self, out_dir: str | Path, caseid: int) -> Path:

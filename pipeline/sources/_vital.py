@@ -41,7 +41,7 @@ class VitalFileSource(Source):
             if not any(np.isfinite(np.asarray(r["val"], dtype=np.float64)).any() for r in recs if np.size(r["val"])):
                 raise CaseError(f"track {name} has no data")
 
-    def read_tracks(self, path: Path) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
         """Each track at its own rate on VitalDB's clock: `get_track_samples(name, 1/srate)` puts
         sample 0 at the file's `dtstart` for every track, so all tracks start at 0 s."""
         import vitaldb

@@ -209,7 +209,7 @@ class WFDBSource(Source):
                 raise CaseError(f"track {name} has no data")
         _check_data_files(Path(record).parent, [seg for _, seg in _data_segments(header)], tracks)
 
-    def read_tracks(self, path: Path) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
         import wfdb
 
         record = _read_pointer(path)["record"]
