@@ -7,3 +7,8 @@ class CaseError(Exception):
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
+
+
+class TransientError(Exception):
+    """A fault that a later run may not meet (network, timeouts, 5xx, a full disk): the job finishes
+    the other cases of its batch, then fails naming the affected cases, so a rerun retries them."""

@@ -14,8 +14,10 @@ carried to the target rate as the `saturated` mask.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,12 +27,14 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
-from pipeline.errors import CaseError
+from pipeline.errors import CaseError, TransientError
 from pipeline.io import atomic_path, write_json
 from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
 
+# A case file that parses wrong is the case's permanent fault; any other OSError is the machine's.
+PERMANENT = (CaseError, ValueError, EOFError, struct.error, zlib.error, gzip.BadGzipFile)
 HALF_LEN_FACTOR = 10  # scipy's resample_poly filter: half length 10 * max(up, down) (upsampled samples)
 
 
@@ -151,7 +155,7 @@ def read_resampled(path: str | Path):
 def resample_batch(download_status: dict, params: dict, out_dir: str | Path, status_path: str | Path) -> dict:
     """Resample every downloaded case of a batch to `out_dir/<caseid>.h5`; record per-case status."""
     out_dir = Path(out_dir)
-    status = {}
+    status, transient = {}, {}
     for caseid, st in tqdm(sorted(download_status.items(), key=lambda kv: int(kv[0])), desc="resample", unit="case", mininterval=2):
         if st["status"] != "ok":
             status[caseid] = st
@@ -162,9 +166,15 @@ def resample_batch(download_status: dict, params: dict, out_dir: str | Path, sta
             attrs["caseid"] = int(caseid)
             write_resampled(dest, signals, saturated, attrs)
             status[caseid] = {"status": "ok", "path": str(dest), "samples": int(signals.shape[1])}
-        except (CaseError, OSError, ValueError, EOFError, struct.error) as e:  # bad data: recorded, the batch goes on
-            reason = str(e) if isinstance(e, CaseError) else f"{type(e).__name__}: {e}"
+        except PERMANENT as e:  # the case's data is bad: recorded, the batch goes on
+            reason = str(e) if isinstance(e, CaseError) else f"corrupt file: {type(e).__name__}: {e}"
             log.warning("case %s skipped at resample: %s", caseid, reason)
             status[caseid] = {"status": "failed", "stage": "resample", "reason": reason}
+        except OSError as e:  # the machine, not the case (a full disk, an I/O error): retried by a rerun
+            log.error("case %s not resampled (transient, the job will fail after the batch): %s", caseid, e)
+            transient[caseid] = f"{type(e).__name__}: {e}"
+    if transient:  # no status file: Snakemake sees the job fail, a rerun (or --retries) does the batch again
+        raise TransientError("resample: cases " + ", ".join(f"{c} ({r})" for c, r in transient.items())
+                             + " failed for a reason outside the data; rerun to retry them")
     write_json(status_path, status)
     return status

@@ -95,7 +95,12 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
             if st["status"] != "ok":
                 stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"{st['stage']}: {st['reason']}"}
                 continue
-            signals, saturated, _ = read_resampled(st["path"])
+            try:
+                signals, saturated, _ = read_resampled(st["path"])
+            except (OSError, KeyError) as e:  # a corrupt per-case file is that case's failure, not the batch's
+                log.warning("case %s skipped at windows: unreadable resampled file %s (%s)", caseid, st["path"], e)
+                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"windows: unreadable resampled file ({e})"}
+                continue
             win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"])
             entry.update(s)
             if s["cut"] == 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.channels import CHANNELS
+from pipeline.config import digest
 from pipeline.errors import CaseError, ConfigError
 
 # Every module of this package is a source named after it, except shared helpers (`_name`).
@@ -80,8 +81,15 @@ class Source:
         array is allocated)."""
         raise NotImplementedError
 
+    def settings_digest(self) -> str:
+        """Digest of the settings that decide a fetched file's content: the source and its section
+        without `tracks` (which tracks are read does not change the file)."""
+        return digest({"source": self.name, **{k: v for k, v in self.section.items() if k != "tracks"}})
+
     def case_file(self, out_dir: str | Path, caseid: int) -> Path:
-        return Path(out_dir) / f"{caseid}{self.suffix}"
+        """`<out_dir>/<settings digest>/<caseid><suffix>`: a file belongs to the settings that made it,
+        so changed settings fetch again and unchanged ones (or a change back) never do."""
+        return Path(out_dir) / self.settings_digest() / f"{caseid}{self.suffix}"
 
     def is_current(self, path: Path, row: dict) -> bool:
         """Whether an existing (validated) case file still belongs to `row`; False refetches it.
