@@ -98,11 +98,11 @@ def main() -> None:
     plain_read(paths)  # warm the page cache
     res = {"windows": a.windows}
     res["plain_h5py_windows_per_s"] = max(plain_read(paths) for _ in range(3))
-    for workers in (0, 1):
+    for workers in (0, 1, 2):
         res[f"loader_windows_per_s_workers{workers}"] = max(loader_rate(paths, a.batch, workers) for _ in range(2))
     res["loader_fraction_of_plain"] = res["loader_windows_per_s_workers0"] / res["plain_h5py_windows_per_s"]
 
-    from pipeline.dataset import ShardBatches
+    from pipeline.dataset import ShardBatches, make_loader
     from pipeline.train import pretrain
 
     model_cfg = dict(backbone="ttm", pretrained=None, revision=None, context_length=1024, patch_length=64, d_model=a.d_model,
@@ -119,7 +119,7 @@ def main() -> None:
     with open(out / "metrics.csv") as f:  # best epoch (the machine is shared; both sides take their best)
         ours = max(float(r["train_windows_per_s"]) for r in csv.DictReader(f))
     ds = ShardBatches(sub, a.batch, 256, 16, seed=0)
-    batches = list(iter(torch.utils.data.DataLoader(ds, batch_size=None)))
+    batches = list(make_loader(ds, 0))
     bare = max(bare_loop(model_cfg, train_cfg, batches) for _ in range(3))
     res.update({"d_model": a.d_model, "batch": a.batch, "threads": torch.get_num_threads(), "train_windows": a.train_windows,
                 "ours_samples_per_s": ours, "bare_samples_per_s": bare, "ratio": ours / bare})
