@@ -5,7 +5,10 @@ The shards hold realistic two-channel windows (demo physiology, tiled with noise
 is pretrained for one epoch and exported first, so the measured process runs the real evaluation:
 subset loading, embeddings (SSL and random weights), raw features, labels, probes, reconstruction.
 
-    python benchmarks/bench_eval.py [--sizes 50000 200000] [--max-windows 20000]
+    python benchmarks/bench_eval.py [--sizes 100000 200000 400000] [--max-windows 20000]
+
+Every size from 100,000 up has at least `max_windows` windows in both splits, so each evaluation
+works on the same number of windows and only the shards grow.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def child(mode: str, spec: dict) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default=str(REPO / "benchmarks" / "out" / "eval"))
-    p.add_argument("--sizes", type=int, nargs="+", default=[50000, 200000])
+    p.add_argument("--sizes", type=int, nargs="+", default=[100000, 200000, 400000])
     p.add_argument("--max-windows", type=int, default=20000)
     a = p.parse_args()
     results = {}

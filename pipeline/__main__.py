@@ -162,11 +162,11 @@ def main(argv=None) -> None:
 
     a = p.parse_args(argv)
     _setup_logging()
-    from pipeline.errors import ConfigError, TransientError
+    from pipeline.errors import ConfigError, FailedFractionError, TransientError
 
     try:
         a.func(a)
-    except (ConfigError, TransientError) as e:  # a bad --params value, or cases to retry: the message says which
+    except (ConfigError, TransientError, FailedFractionError) as e:  # a bad --params value, or cases to retry: the message says which
         log.error("%s", e)
         raise SystemExit(f"python -m pipeline {a.step}: {e}") from e
 

@@ -12,3 +12,8 @@ class ConfigError(ValueError):
 class TransientError(Exception):
     """A fault that a later run may not meet (network, timeouts, 5xx, a full disk): the job finishes
     the other cases of its batch, then fails naming the affected cases, so a rerun retries them."""
+
+
+class FailedFractionError(Exception):
+    """Too many cases of a batch failed permanently (download.max_failed_fraction); the message
+    says what is common to them (a wrong URL, wrong track names)."""

@@ -225,11 +225,12 @@ def test_download_faults_are_case_errors(run, tmp_path):
     dat.write_bytes(dat.read_bytes()[:1000])
     section = {"root": str(root), "tracks": dict(TRACKS)}
     rows = [{"caseid": 1, "name": A}, {"caseid": 2, "name": F}, {"caseid": 9, "name": "p00/p000099/p000099-2100-01-01-00-00"}]
-    dl = download_batch(rows, {"source": "wfdb", "wfdb": section, "download": None}, tmp_path / "cases", tmp_path / "dl.json")
+    params = {"source": "wfdb", "wfdb": section, "download": {"max_failed_fraction": 1.0}}  # all 3 fail on purpose
+    dl = download_batch(rows, params, tmp_path / "cases", tmp_path / "dl.json")
     assert dl["1"]["status"] == "failed" and "3544749_0002.hea" in dl["1"]["reason"], dl["1"]
     assert dl["2"]["status"] == "failed" and dl["2"]["reason"].startswith(f"truncated data file {dat}"), dl["2"]
     assert dl["9"]["status"] == "failed" and dl["9"]["reason"].startswith("missing header"), dl["9"]
-    assert not list((tmp_path / "cases").iterdir())  # nothing left behind
+    assert not [p for p in (tmp_path / "cases").rglob("*") if p.is_file()]  # nothing left behind
 
 
 def test_track_without_any_sample_is_a_case_error(tmp_path):
