@@ -6,12 +6,15 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import CaseError
 from pipeline.sources import Source, Track, require_tracks
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
 
@@ -42,22 +45,97 @@ class VitalFileSource(Source):
                 raise CaseError(f"track {name} has no data")
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
-        """Each track at its own rate on VitalDB's clock: `get_track_samples(name, 1/srate)` puts
-        sample 0 at the file's `dtstart` for every track, so all tracks start at 0 s."""
+        """Each track at its own rate on the file's clock: sample 0 at the file's `dtstart` for
+        every track (so all tracks start at 0 s), each record at its nearest native sample
+        (`place_wave`). CaseError if the recording spans more than `max_span_s`, before any dense
+        array exists."""
         import vitaldb
 
         tracks = self.tracks()
         vf = vitaldb.VitalFile(str(path), track_names=tracks)
         require_tracks(vf.trks, tracks)
+        for name in tracks:
+            trk = vf.trks[name]
+            if trk.type != WAVE or not trk.srate or trk.srate <= 0:
+                raise CaseError(f"track {name} is not a waveform track")
+        # vitaldb's dtstart/dtend: the header's, widened by every record of the tracks read
+        span = vf.dtend - vf.dtstart
+        if not span > 0:
+            raise CaseError(f"recording has no extent (dtstart {vf.dtstart!r}, dtend {vf.dtend!r})")
+        if span > max_span_s:
+            raise CaseError(f"recording spans {span / 3600:.1f} h, over signals.max_case_hours ({max_span_s / 3600:g} h)")
         out = []
         for name in tracks:
             trk = vf.trks[name]
-            if not trk.srate or trk.srate <= 0:
-                raise CaseError(f"track {name} is not a waveform track")
-            values = np.asarray(vf.get_track_samples(name, 1.0 / trk.srate), dtype=np.float32)
+            values = place_wave(trk, vf.dtstart, vf.dtend)
             out.append(Track(name, values, float(trk.srate), trk.unit, 0.0))
             trk.recs = []  # free the parsed records as soon as the dense array exists
         return out
+
+
+WAVE = 1  # vitaldb's track type of a waveform
+
+
+def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
+    """The dense float32 array of a parsed wave track (`vitaldb.utils.Track`), sample 0 at `dtstart`.
+
+    vitaldb's `VitalFile.get_track_samples(name, 1 / srate)` (vitaldb 1.7.2, utils.py:799-828), with
+    one difference: a record starts at the NEAREST native sample, `floor((dt - dtstart) * srate + 0.5)`,
+    where vitaldb takes the ceiling (utils.py:804), which puts a record whose `dt` carries binary
+    rounding error just above the grid one sample late. Kept from vitaldb: length
+    `ceil((dtend - dtstart) * srate)` (utils.py:801), NaN where no record is, a record cut to
+    [0, length) (utils.py:808-813), a later record overwriting an earlier one where they overlap
+    (file order, utils.py:803-814), values cast to float32 then `* gain + offset` for integer formats
+    (fmt > 2, in float32, utils.py:817-819), and +-inf or values > 4e9 set to NaN (utils.py:826).
+    A record lying wholly outside [dtstart, dtend) (possible only with a `dt` <= 0, which the parser
+    leaves out of dtstart, utils.py:2126) is left out with a warning; vitaldb drops it silently.
+
+    Records are placed in runs: consecutive records that abut (the next starts where the previous
+    ends, as Vital Recorder's one-second records do) are concatenated straight into their slice.
+    """
+    srate = float(trk.srate)
+    n = int(np.ceil((dtend - dtstart) * srate))
+    out = np.full(n, np.nan, dtype=np.float32)
+    if trk.recs:
+        vals = [r["val"] for r in trk.recs]
+        lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
+        dts = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(vals))
+        starts = np.floor((dts - dtstart) * srate + 0.5).astype(np.int64)
+        ends = starts + lens
+        lo, hi = np.clip(starts, 0, n), np.clip(ends, 0, n)
+        keep = hi > lo
+        if not keep.all():
+            outside = int((lens[~keep] > 0).sum())
+            if outside:
+                log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
+                            trk.name, outside, len(vals), dtstart, dtend)
+            idx = np.flatnonzero(keep)
+            vals = [vals[i] for i in idx]
+            starts, ends, lo, hi = starts[idx], ends[idx], lo[idx], hi[idx]
+        for i in np.flatnonzero((lo != starts) | (hi != ends)):  # the part of a record inside [0, n)
+            vals[i] = np.asarray(vals[i])[lo[i] - starts[i] : hi[i] - starts[i]]
+        if len(lo) > 1 and (lo[1:] < np.maximum.accumulate(hi)[:-1]).any():
+            _place_overlapping(out, vals, lo, hi)
+        elif len(lo):
+            breaks = np.flatnonzero(lo[1:] != hi[:-1]) + 1  # a run ends where the next record does not abut
+            for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(lo)].tolist()):
+                np.concatenate(vals[a:b], out=out[lo[a] : hi[b - 1]], casting="unsafe")
+    if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
+        out *= trk.gain
+        out += trk.offset
+    out[np.isinf(out) | (out > 4e9)] = np.nan
+    return out
+
+
+def _place_overlapping(out: np.ndarray, vals: list, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Records that overlap: every sample index takes the value of the last record (in file order)
+    that covers it, as vitaldb's sequential slice assignments do."""
+    counts = hi - lo
+    idx = np.repeat(lo - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
+    v = np.concatenate(vals)
+    rev = idx[::-1]
+    where, first = np.unique(rev, return_index=True)  # first in reverse = last in file order
+    out[where] = v[len(v) - 1 - first]
 
 
 def parse_clinical_csv(text: str) -> dict[int, dict]:

@@ -217,6 +217,9 @@ class WFDBSource(Source):
         tracks = self.tracks()
         found = _signals_found(header)
         require_tracks(found, tracks)
+        span = _span_s(record, header)
+        if span > max_span_s:
+            raise CaseError(f"recording spans {span / 3600:.1f} h, over signals.max_case_hours ({max_span_s / 3600:g} h)")
         try:
             if isinstance(header, wfdb.MultiRecord) and header.layout == "fixed" and "~" in header.seg_name:
                 values, spf = _read_fixed_with_gaps(record, header, tracks)
@@ -234,6 +237,26 @@ class WFDBSource(Source):
                 raise CaseError(f"track {name} has no data")
             out.append(Track(name, x, float(header.fs) * int(spf[name]), _unit(found[name], name), 0.0))
         return out
+
+
+def _span_s(record: str, header) -> float:
+    """Seconds the record spans, from its header (frames / frame rate), as `rdrecord` will size it:
+    a single-segment header without a length gets the length wfdb infers from its first data file."""
+    import wfdb
+    from wfdb.io._signal import BYTES_PER_SAMPLE, _infer_sig_len
+
+    sig_len = header.sig_len
+    if sig_len is None and isinstance(header, wfdb.MultiRecord):
+        sig_len = sum(header.seg_len)
+    elif sig_len is None and header.n_sig:
+        if header.fmt[0] not in BYTES_PER_SAMPLE:
+            raise CaseError(f"header of {record} gives no length and its format {header.fmt[0]} is compressed: span unknown")
+        tsamps = sum(spf for f, spf in zip(header.file_name, header.samps_per_frame) if f == header.file_name[0])
+        try:
+            sig_len = _infer_sig_len(header.file_name[0], header.fmt[0], tsamps, header.byte_offset[0], str(Path(record).parent))
+        except OSError as e:
+            raise CaseError(f"missing data file {e.filename or e}") from e
+    return (sig_len or 0) / float(header.fs)
 
 
 def _unit(segments, name: str) -> str:
