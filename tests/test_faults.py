@@ -85,3 +85,13 @@ def test_a_corrupt_resampled_file_is_that_cases_failure(tmp_path, config):
     assert stats["1"]["kept"] > 0 and "unreadable resampled file" in stats["9"]["skip_reason"]
     with h5py.File(shards["train"]) as f:
         assert set(np.unique(f["caseid"][()])) == {1}
+
+
+def test_a_killed_downloads_temporary_file_is_gone_after_the_next_run(tmp_path):
+    from pipeline.sources import get_source
+
+    dest = get_source(demo_params()).case_file(tmp_path / "cases", 1)
+    dest.parent.mkdir(parents=True)
+    (dest.parent / f".{dest.name}.k1ll3d.tmp").write_bytes(b"half a file")
+    download_batch(ROWS, demo_params(), tmp_path / "cases", tmp_path / "s.json")
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["1.vital", "9.vital"]

@@ -189,3 +189,32 @@ def test_tspulse_backbone_end_to_end(tmp_path):
     m = json.loads((tmp_path / "results/eval/metrics.json").read_text())
     assert set(m["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg"}
     assert m["reconstruction"]["model"] < m["reconstruction"]["linear_interpolation"]
+
+
+def test_a_transient_download_fault_fails_the_job_and_a_rerun_completes_the_manifest(tmp_path):
+    """A loopback VitalDB answers 503 for one case beyond the retry budget: the run fails naming it;
+    the server recovers; the rerun fetches that case only, and the manifest has it."""
+    import numpy as np
+
+    from pipeline.sources.demo import synth_signals, write_vital
+    from tests.httpserver import FaultyServer
+
+    files = {}
+    for caseid in (1, 2, 3):
+        ppg, ecg = synth_signals(60.0 + 10 * caseid, 90.0, np.random.default_rng(caseid))
+        write_vital(tmp_path / "src.vital", {"SNUADC/PLETH": ppg, "SNUADC/ECG_II": ecg}, 500, 4102444800.0)
+        files[f"/1.0.1/{caseid}.vital"] = (tmp_path / "src.vital").read_bytes()
+    files["/cases"] = b"caseid,subjectid,casestart,caseend\n1,1,0,90\n2,2,0,90\n3,3,0,90\n"
+    files["/trks"] = b"caseid,tname\n" + b"".join(f"{c},SNUADC/PLETH\n{c},SNUADC/ECG_II\n".encode() for c in (1, 2, 3))
+    with FaultyServer(files, {"/1.0.1/2.vital": ["500"] * 2}) as srv:  # 1 + 1 retry: both 503
+        write_config(tmp_path, source="vitaldb", vitaldb={"api_url": srv.url},
+                     download={"retries": 1, "backoff_s": 0.01, "timeout_s": 5})
+        first = snakemake(tmp_path, "--cores", "1", "--retries", "0", "results/windows/manifest.json")  # the profile retries
+        assert first.returncode != 0 and "case 2" in first.stdout + first.stderr
+        assert dict(srv.requests)["/1.0.1/1.vital"] == 1 and dict(srv.requests)["/1.0.1/3.vital"] == 1
+        second = snakemake(tmp_path, "--cores", "1", "results/windows/manifest.json")
+        assert second.returncode == 0, second.stderr[-3000:]
+        requests = dict(srv.requests)
+    assert requests["/1.0.1/2.vital"] == 3 and requests["/1.0.1/1.vital"] == requests["/1.0.1/3.vital"] == 1
+    m = json.loads((tmp_path / "results/windows/manifest.json").read_text())
+    assert m["cases"]["2"]["kept"] > 0 and m["totals"]["cases_used"] == 3
