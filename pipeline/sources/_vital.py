@@ -41,7 +41,7 @@ class VitalFileSource(Source):
         require_tracks(vf.trks, tracks)
         for name in tracks:
             recs = vf.trks[name].recs
-            if not any(np.isfinite(np.asarray(r["val"], dtype=np.float64)).any() for r in recs if np.size(r["val"])):
+            if not any(np.isfinite(np.asarray(r["val"])).any() for r in recs if np.size(r["val"])):  # no float64 copy
                 raise CaseError(f"track {name} has no data")
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
