@@ -106,8 +106,9 @@ def main() -> None:
     from pipeline.train import pretrain
 
     model_cfg = dict(backbone="ttm", pretrained=None, revision=None, context_length=1024, patch_length=64, d_model=a.d_model,
-                     num_layers=2, expansion_factor=2, dropout=0.1, ttm={"adaptive_patching_levels": 2}, tspulse={})
-    train_cfg = dict(mask_ratio=0.4, mask_type="random", msm_weight=1.0, stft_weight=0.3, stft_n_fft=[256, 512], stft_hop=[64, 128],
+                     num_layers=2, expansion_factor=2, dropout=0.1, channel_mixing="mixer", ttm={"adaptive_patching_levels": 2},
+                     tspulse={})
+    train_cfg = dict(mask_ratio=0.4, mask_mix={"random": 1.0}, msm_weight=1.0, stft_weight=0.3, stft_n_fft=[256, 512], stft_hop=[64, 128],
                      lr=1e-4, weight_decay=0.01, warmup_fraction=0.05, grad_clip=1.0, batch_size=a.batch, epochs=3, seed=0,
                      precision="auto", block_windows=256, shuffle_blocks=16, checkpoint_every_steps=10**9, max_val_windows=256)
     sub = make_shards(wd / "sub", a.train_windows, per_shard=a.train_windows)

@@ -173,6 +173,12 @@ def check_loss(config: dict) -> None:
         raise ConfigError(f"train.block_windows ({t['block_windows']}) must be a multiple of window.chunk ({w['chunk']})")
 
 
+def check_masks(config: dict) -> None:
+    mix = config["train"]["mask_mix"]
+    if abs(sum(mix.values()) - 1.0) > 1e-6:
+        raise ConfigError(f"train.mask_mix: fractions must sum to 1, got {sum(mix.values()):g} ({mix})")
+
+
 # Cross-key rules the schema cannot express, each with the sections it reads.
 RULES = (
     (("cases",), check_split),
@@ -182,6 +188,7 @@ RULES = (
     (("source", "download"), check_source),  # steps given the full source section also get `download`
     (("model", "window"), check_model),
     (("train", "window"), check_loss),
+    (("train",), check_masks),
 )
 
 

@@ -26,6 +26,7 @@ from pipeline.embedding import embed_windows
 from pipeline.features import raw_features
 from pipeline.io import write_json, write_text
 from pipeline.masking import patch_mask
+from pipeline.model import Encoder, build_mixer
 from pipeline.plots import pyplot, save_figure
 from pipeline.preprocess import normalize
 from pipeline.tasks import TASKS, Task
@@ -87,22 +88,47 @@ def linear_interpolation_fill(x: torch.Tensor, mask: torch.Tensor, patch_length:
     return torch.from_numpy(xs)
 
 
+RECONSTRUCTION_TASKS = {  # name: (mask kind, hidden channel or None = the mask's own)
+    "random_patches": ("random", None),
+    "ppg_from_ecg": ("cross", CHANNELS.index("PPG")),
+    "ecg_from_ppg": ("cross", CHANNELS.index("ECG")),
+}
+
+
 @torch.no_grad()
 def reconstruction_quality(model, x_raw: np.ndarray, train_cfg: dict, seed: int = 0) -> dict:
-    """Masked-patch MSE of the SSL model vs linear interpolation, on the same windows and masks."""
+    """Masked MSE of the SSL model and of fills that need no training, on the same windows and masks,
+    in the loss's scale (each window and channel z-scored over all its samples, so a fill with the
+    window's mean, 0, scores about 1 = the channel's variance):
+      random_patches  train.mask_ratio of each channel's patches at random; baselines window_mean, linear_interpolation
+      ppg_from_ecg    the whole PPG hidden, the ECG visible; baseline window_mean
+      ecg_from_ppg    the whole ECG hidden, the PPG visible; baseline window_mean
+    """
     from pipeline.losses import masked_mse
 
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    sums = {"model": 0.0, "linear_interpolation": 0.0}
+    sums = {name: {"model": 0.0, "window_mean": 0.0} | ({"linear_interpolation": 0.0} if kind == "random" else {})
+            for name, (kind, _) in RECONSTRUCTION_TASKS.items()}
     n = 0
     for s in range(0, len(x_raw), 256):
-        x = normalize(torch.from_numpy(np.asarray(x_raw[s : s + 256], dtype=np.float32)))
-        mask = patch_mask(len(x), x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_type"], gen)
-        sums["model"] += masked_mse(model(x, mask), x, mask, model.patch_length).item() * len(x)
-        sums["linear_interpolation"] += masked_mse(linear_interpolation_fill(x, mask, model.patch_length), x, mask, model.patch_length).item() * len(x)
+        x = torch.from_numpy(np.asarray(x_raw[s : s + 256], dtype=np.float32))
+        target = normalize(x)
+        for name, (kind, channel) in RECONSTRUCTION_TASKS.items():
+            if channel is None:
+                mask = patch_mask(len(x), x.shape[1], model.num_patches, train_cfg["mask_ratio"], kind, gen)
+            else:
+                mask = torch.zeros(len(x), x.shape[1], model.num_patches, dtype=torch.bool)
+                mask[:, channel] = True
+            fills = {"model": model(x, mask), "window_mean": torch.zeros_like(target)}
+            if "linear_interpolation" in sums[name]:
+                fills["linear_interpolation"] = linear_interpolation_fill(target, mask, model.patch_length)
+            for key, fill in fills.items():
+                sums[name][key] += masked_mse(fill, target, mask, model.patch_length).item() * len(x)
         n += len(x)
-    return {k: v / max(n, 1) for k, v in sums.items()} | {"windows": n, "mask_ratio": train_cfg["mask_ratio"], "mask_type": train_cfg["mask_type"]}
+    out = {name: {k: v / max(n, 1) for k, v in res.items()} for name, res in sums.items()}
+    return out | {"windows": n, "mask_ratio": train_cfg["mask_ratio"],
+                  "scale": "masked MSE of each window and channel z-scored over all its samples (window_mean scores about 1)"}
 
 
 # ------------------------------------------------------------------------------ driver
@@ -171,7 +197,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
     """Probe every task of `pipeline.tasks.TASKS` with every feature set; reconstruction quality.
     `pretrained`: local directory of the configured pretrained weights (adds that feature set)."""
     from pipeline.cases import read_table
-    from pipeline.export import load_trained
+    from pipeline.export import load_encoder, load_trained
 
     outdir = Path(outdir)
     seed = eval_cfg["seed"]
@@ -182,11 +208,14 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
     log.info("evaluating on %d train and %d test windows (%d test subjects)", len(train["caseid"]), len(test["caseid"]),
              len(np.unique(test["subjectid"])))
 
-    encoders = {"ssl": backbones.load_export(encoder_dir)}
+    # ssl: the exported encoder (backbone + channel mixer, if any); random: the same architecture with
+    # random weights; pretrained: the configured backbone as published (no mixer: it has none).
+    encoders = {"ssl": load_encoder(encoder_dir)}
     torch.manual_seed(seed)
-    encoders["random"] = backbones.build(dict(model_cfg, pretrained=None))
+    rnd = backbones.build(dict(model_cfg, pretrained=None))
+    encoders["random"] = Encoder(rnd, build_mixer(model_cfg, rnd.d_model))
     if pretrained is not None:
-        encoders["pretrained"] = backbones.build(model_cfg, pretrained)
+        encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained))
     feats = {"train": _features(encoders, train, fs), "test": _features(encoders, test, fs)}
     sets = list(encoders) + ["raw"]
     rows = {r["caseid"]: r for r in read_table(case_table)}
@@ -246,10 +275,17 @@ def probes_html(results: dict) -> str:
                          f"MAE {r['mae']:.2f} [{r['mae_ci95'][0]:.2f}, {r['mae_ci95'][1]:.2f}]")
             rows.append(f"<tr><td>{task}</td><td>{name}</td><td>{score}</td><td>{r['n_train']}</td><td>{r['n_test']}</td><td>{r['test_subjects']}</td></tr>")
     rec = results["reconstruction"]
+    what = {"random_patches": f"random patches ({rec['mask_ratio']:.0%} of each channel)", "ppg_from_ecg": "the whole PPG from the ECG",
+            "ecg_from_ppg": "the whole ECG from the PPG"}
+    rec_rows = "".join(f"<tr><td>{what[name]}</td>" + "".join(f"<td>{rec[name][k]:.4f}</td>" if k in rec[name] else "<td></td>"
+                                                              for k in ("model", "window_mean", "linear_interpolation")) + "</tr>"
+                       for name in RECONSTRUCTION_TASKS)
     return (
         "<html><body><h3>Linear probes (test split; 95% CI from a subject bootstrap)</h3>"
         "<table border=1 cellpadding=4><tr><th>task</th><th>features</th><th>score</th><th>train windows</th><th>test windows</th><th>test subjects</th></tr>"
         + "".join(rows) + "</table>"
         f"<h3>Reconstruction of masked patches ({rec['windows']} test windows)</h3>"
-        f"<p>SSL model MSE {rec['model']:.4f}; linear interpolation MSE {rec['linear_interpolation']:.4f}</p></body></html>\n"
+        "<p>Masked MSE, each window and channel z-scored over all its samples (filling with the window's mean scores about 1).</p>"
+        "<table border=1 cellpadding=4><tr><th>hidden</th><th>SSL model</th><th>window mean</th><th>linear interpolation</th></tr>"
+        + rec_rows + "</table></body></html>\n"
     )

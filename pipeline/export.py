@@ -1,7 +1,10 @@
 """Export the pretrained encoder so others can load it: the backbone's `config.json` +
 `model.safetensors` (loadable by its granite-tsfm class, named in the model card, or by
-`pipeline.backbones.load_export`), `preprocessing.json` (what a window must look like) and a model
-card. `embed()` turns raw windows into embeddings with exactly the training preprocessing.
+`pipeline.backbones.load_export`), with `model.channel_mixing: mixer` the channel mixer's
+`channel_mixer.json` + `channel_mixer.safetensors`, `preprocessing.json` (what a window must look
+like) and a model card. The encoder = backbone + mixer (`load_encoder`) is what the embeddings come
+from; the backbone alone gives channel-independent tokens. `embed()` turns raw windows into
+embeddings with exactly the embedding-time preprocessing.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pipeline.channels import CHANNELS
 from pipeline.checkpoint import load
 from pipeline.embedding import embed_windows
 from pipeline.io import atomic_dir, read_json
-from pipeline.model import SSLModel
+from pipeline.masking import KINDS
+from pipeline.model import MIXER_CONFIG, MIXER_WEIGHTS, Encoder, SSLModel
 from pipeline.preprocess import DESCRIPTION
 
 
@@ -37,17 +41,19 @@ def export_encoder(model_path, manifest_path, metrics_path, summary_path, params
     manifest = read_json(manifest_path)
     summary = read_json(summary_path)
     with atomic_dir(out_dir) as tmp:
-        model.backbone.save_pretrained(tmp)
-        b = model.backbone
+        model.encoder.save(tmp)
+        b = model.encoder
         pre = {
             "fs": params["signals"]["target_fs"], "window": params["window"]["length"], "channels": list(CHANNELS),
             "channel_order": "input [batch, channel, time] to the backbone wrapper; channel 0 = PPG, channel 1 = ECG",
             "tracks": list(params["tracks"]),
             "resampling": "scipy.signal.resample_poly from the native rate to fs, zero-phase; a copy when already at fs",
             "normalization": DESCRIPTION, "patch_length": b.patch_length, "backbone": ckpt["model_cfg"]["backbone"],
-            "model_type": b.model_type,
-            "embedding": f"tokens [batch, channel, {b.num_tokens}, {b.d_model}] (first {b.num_patches} = time patches); "
-                         "pipeline.export.embed mean-pools the tokens",
+            "model_type": b.backbone.model_type, "channel_mixing": b.channel_mixing,
+            "embedding": f"tokens [batch, channel, {b.num_tokens}, {b.d_model}] (first {b.num_patches} = time patches) of "
+                         + ("the backbone, then the channel mixer (" + MIXER_CONFIG + ", " + MIXER_WEIGHTS + "; "
+                            "pipeline.export.load_encoder loads both)" if b.mixer is not None else "the backbone")
+                         + "; pipeline.export.embed mean-pools the tokens",
             "pipeline_version": __version__,
         }
         (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
@@ -58,11 +64,16 @@ def model_card(ckpt, manifest, summary, pre, metrics_path: Path) -> str:
     m, t = ckpt["model_cfg"], ckpt["train_cfg"]
     totals = manifest["totals"]
     init = f"{m['pretrained']} @ {m['revision']}" if m["pretrained"] else "random initialisation"
+    mix = ", ".join(f"{t['mask_mix'][k]:.0%} {k}" for k in KINDS if t["mask_mix"].get(k, 0) > 0)
+    mixing = ("then a channel-mixing block (`channel_mixer.*`) that lets each channel's tokens use the other channel's"
+              if m["channel_mixing"] == "mixer" else "channel-independent (no channel mixing: a PPG embedding ignores the ECG)")
+    mixer_note = " (without the channel mixer, whose weights are in `channel_mixer.safetensors`)" if m["channel_mixing"] == "mixer" else ""
     return f"""# vitalssl PPG/ECG encoder ({m['backbone']} backbone, model_type `{pre['model_type']}`)
 
 Self-supervised encoder for {pre['window']}-sample ({pre['window'] / pre['fs']:.3f} s) windows of PPG and ECG at
-{pre['fs']} Hz, trained by masked-patch reconstruction ({t['mask_ratio']:.0%} of patches, {t['mask_type']} masks;
-loss = {t['msm_weight']} x masked MSE + {t['stft_weight']} x multi-resolution STFT, n_fft {t['stft_n_fft']}).
+{pre['fs']} Hz, trained by masked-patch reconstruction (masks per window: {mix}; random and block masks hide
+{t['mask_ratio']:.0%} of each channel's patches, a cross mask one whole channel; loss = {t['msm_weight']} x masked MSE +
+{t['stft_weight']} x multi-resolution STFT, n_fft {t['stft_n_fft']}).
 
 ## Data
 - cases: {totals['cases_used']} used of {totals['cases']} in the case table; windows kept {totals['kept']} of {totals['cut']} cut
@@ -71,7 +82,7 @@ loss = {t['msm_weight']} x masked MSE + {t['stft_weight']} x multi-resolution ST
 
 ## Training
 - architecture: {m['backbone']}, context {m['context_length']}, patch {m['patch_length']}, d_model {m['d_model']},
-  {m['num_layers']} layers; initialised from {init}
+  {m['num_layers']} layers; initialised from {init}; {mixing}
 - optimizer AdamW lr {t['lr']}, weight decay {t['weight_decay']}, batch {t['batch_size']}, {t['epochs']} epochs,
   {summary['total_steps']} steps ({summary['world_size']} process(es) on {summary['device']})
 - best validation loss {ckpt['val_loss']:.4f} at epoch {ckpt['epoch']} (step {ckpt['step']}); per-epoch losses in
@@ -79,20 +90,25 @@ loss = {t['msm_weight']} x masked MSE + {t['stft_weight']} x multi-resolution ST
 
 ## How to load
 ```python
-from pipeline.backbones import load_export
-from pipeline.export import embed
-encoder = load_export("path/to/encoder")   # x: float32 [batch, 2, {pre['window']}] = (PPG, ECG) at {pre['fs']} Hz,
+from pipeline.export import embed, load_encoder
+encoder = load_encoder("path/to/encoder")  # x: float32 [batch, 2, {pre['window']}] = (PPG, ECG) at {pre['fs']} Hz,
 hidden = encoder(x)                        # each window and channel z-scored (preprocessing.json)
 # hidden: {pre['embedding']}
 vectors = embed(raw_windows, "path/to/encoder")  # applies the normalization itself -> [N, 2, {m['d_model']}]
 ```
-`config.json` + `model.safetensors` also load with granite-tsfm's own class for model_type `{pre['model_type']}`.
+`config.json` + `model.safetensors` are the backbone alone: they also load with `pipeline.backbones.load_export`
+or granite-tsfm's own class for model_type `{pre['model_type']}`{mixer_note}.
 """
 
 
+def load_encoder(encoder_dir: str | Path) -> Encoder:
+    """The exported encoder: the backbone, then the channel mixer when the export has one."""
+    return Encoder.load(encoder_dir)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_encoder(encoder_dir: str):
-    return backbones.load_export(encoder_dir).eval()
+def _load_encoder(encoder_dir: str) -> Encoder:
+    return load_encoder(encoder_dir)
 
 
 def embed(signals: np.ndarray, encoder_dir: str | Path, batch_size: int = 256) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Self-supervised pretraining: masked-patch reconstruction of normalized PPG/ECG windows.
+"""Self-supervised pretraining: masked-patch reconstruction of PPG/ECG windows (docs/design.md,
+"Normalization and masking": what the encoder sees, and the loss target).
 
 One entry point for one process, or several under `torchrun` (DDP; gloo on CPU, NCCL on GPU).
 The resumable state (model, optimizer, scheduler, grad scaler, step, RNG states, configs) lives
@@ -26,7 +27,7 @@ from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
 from pipeline.plots import pyplot, save_figure
 from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
-from pipeline.masking import patch_mask
+from pipeline.masking import mixed_mask
 from pipeline.model import SSLModel
 from pipeline.preprocess import normalize
 
@@ -77,11 +78,15 @@ class Objective(torch.nn.Module):
         self.stft = MultiResolutionSTFTLoss(train_cfg["stft_n_fft"], train_cfg["stft_hop"])
 
     def forward(self, model, x, mask):
+        """x: raw windows [B, C, L]; mask [B, C, P]. The model normalizes its input with the visible
+        samples' statistics; the target is `normalize(x)`, the whole window's z-score (known to the
+        loss, not to the encoder). Returns (total, msm, stft, reconstruction)."""
+        target = normalize(x)
         recon = model(x, mask)
-        msm = masked_mse(recon.float(), x, mask, self.patch_length)
+        msm = masked_mse(recon.float(), target, mask, self.patch_length)
         if self.cfg["stft_weight"] > 0:
             m = mask.repeat_interleave(self.patch_length, dim=-1)
-            stft = self.stft(torch.where(m, recon.float(), x), x)
+            stft = self.stft(torch.where(m, recon.float(), target), target)
         else:
             stft = recon.new_zeros(())
         total = self.cfg["msm_weight"] * msm + self.cfg["stft_weight"] * stft
@@ -89,7 +94,7 @@ class Objective(torch.nn.Module):
 
 
 def _masks(x, model: SSLModel, train_cfg, gen):
-    return patch_mask(x.shape[0], x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_type"], gen)
+    return mixed_mask(x.shape[0], x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_mix"], gen)
 
 
 @torch.no_grad()
@@ -100,13 +105,13 @@ def evaluate(model: SSLModel, objective, loader, train_cfg, device, autocast_dty
     example = None
     for x in loader:
         mask = _masks(x, model, train_cfg, gen).to(device)
-        x = normalize(x.to(device, non_blocking=True))
+        x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             total, msm, stft, recon = objective(model, x, mask)
         sums += np.array([total.item(), msm.item(), stft.item()]) * len(x)
         n += len(x)
         if example is None:
-            example = (x[:4].float().cpu(), recon[:4].float().cpu(), mask[:4].cpu())
+            example = (normalize(x[:4]).cpu(), recon[:4].float().cpu(), mask[:4].cpu())
     model.train()
     return (sums / max(n, 1)).tolist(), example
 
@@ -249,7 +254,7 @@ class Trainer:
     def step(self, x: torch.Tensor) -> float:
         c = self.cfg
         mask = _masks(x, self.model, c, self.gen).to(self.device)
-        x = normalize(x.to(self.device, non_blocking=True))
+        x = x.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             total, msm, stft, _ = self.objective(self.net, x, mask)
         self._check_finite(total, msm, stft)

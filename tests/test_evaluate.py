@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from pipeline.evaluate import linear_interpolation_fill, probe
@@ -96,6 +97,11 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
     assert set(res["probes"]["sex"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
     assert res["probes"]["age"]["raw"]["test_subjects"] == 4
     assert (tmp_path / "eval" / "probes.png").stat().st_size > 0 and "AUROC" in (tmp_path / "eval" / "probes.html").read_text()
+    rec = res["reconstruction"]
+    assert set(rec["random_patches"]) == {"model", "window_mean", "linear_interpolation"}
+    for name in ("ppg_from_ecg", "ecg_from_ppg"):
+        assert set(rec[name]) == {"model", "window_mean"} and rec[name]["window_mean"] == pytest.approx(1.0, abs=1e-3)
+    assert "the whole PPG from the ECG" in (tmp_path / "eval" / "probes.html").read_text()
 
 
 def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):

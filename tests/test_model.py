@@ -6,10 +6,11 @@ import torch
 
 from pipeline.config import ConfigError, validate_config
 from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
-from pipeline.masking import num_masked, patch_mask
+from pipeline.masking import mixed_mask, num_masked, patch_mask
 from pipeline import backbones
 from pipeline.backbones import GeometryError, PretrainedLoadError
 from pipeline.model import SSLModel
+from pipeline.preprocess import normalize
 from tests.helpers import TINY_MODEL
 
 
@@ -35,7 +36,9 @@ def test_shapes_through_encoder_and_head(L, p, d, levels):
         ({"train": {"stft_n_fft": [256, 2048], "stft_hop": [64, 128]}}, "train.stft_n_fft"),
         ({"train": {"stft_hop": [64]}}, "train.stft_hop"),
         ({"model": {"pretrained": "ibm-granite/granite-timeseries-ttm-r1"}}, "model.revision"),
-        ({"train": {"mask_type": "spans"}}, "train.mask_type"),
+        ({"train": {"mask_mix": {"random": 0.5, "cross": 0.3}}}, "train.mask_mix"),
+        ({"train": {"mask_mix": {"random": 0.5, "spans": 0.5}}}, "train.mask_mix"),
+        ({"model": {"channel_mixing": "attention"}}, "model.channel_mixing"),
     ],
 )
 def test_invalid_geometry_fails_at_config_load(config, edit, key):
@@ -60,22 +63,79 @@ def test_masks_have_exact_counts_and_block_spans():
     for row in b.view(-1, 16):
         idx = torch.nonzero(row).flatten()
         assert len(idx) == 6 and (idx[-1] - idx[0]).item() == 5
+    c = patch_mask(50, 2, 16, 0.4, "cross", g)
+    assert (c.all(-1) ^ (~c).all(-1)).all()  # each channel wholly hidden or wholly visible
+    assert (c.all(-1).sum(-1) == 1).all()  # exactly one channel hidden per window
+    assert 0 < c[:, 0].all(-1).sum() < 50  # the PPG hidden in some windows, the ECG in the others
 
 
-def test_masked_patches_reach_the_encoder_as_zeros():
+def test_mask_mix_draws_each_kind_in_its_proportion_and_reproducibly():
+    mix = {"random": 0.6, "block": 0.1, "cross": 0.3}
+    m = mixed_mask(4000, 2, 16, 0.4, mix, torch.Generator().manual_seed(0))
+    assert torch.equal(m, mixed_mask(4000, 2, 16, 0.4, mix, torch.Generator().manual_seed(0)))  # from the generator only
+    cross = m.all(-1).any(-1)
+    runs = (m[..., 1:] & ~m[..., :-1]).sum(-1) + m[..., 0]  # runs of masked patches per channel
+    one_run = ~cross & (runs == 1).all(-1)
+    assert abs(cross.float().mean().item() - 0.3) < 0.03
+    assert abs(one_run.float().mean().item() - 0.1) < 0.02  # block masks (a random mask is one run with p ~ 1e-5)
+    assert (m[~cross].sum(-1) == 6).all()
+    only = mixed_mask(100, 2, 16, 0.4, {"random": 0.0, "block": 0.0, "cross": 1.0}, torch.Generator().manual_seed(0))
+    assert only.all(-1).any(-1).all()
+    never = mixed_mask(100, 2, 16, 0.4, {"random": 1.0, "block": 0.0, "cross": 0.0}, torch.Generator().manual_seed(0))
+    assert (never.sum(-1) == 6).all()
+
+
+def test_the_encoder_sees_visible_statistics_and_mask_tokens_only():
+    """Training input: z-scored over the visible samples, masked patches replaced by the channel's
+    mask token; nothing of a masked sample (value, mean or energy) reaches the backbone."""
     model = SSLModel(TINY_MODEL)
     assert type(model.backbone.model.scaler).__name__ == "TinyTimeMixerNOPScaler"  # no in-model rescaling
+    with torch.no_grad():
+        model.mask_token.copy_(torch.randn(2, 64))
     seen = {}
+
     def hook(module, inputs, output):
         seen["x"] = inputs[0].detach()
 
     model.backbone.model.encoder.patcher.register_forward_hook(hook)
-    x = torch.randn(2, 2, 1024) + 3.0  # a non-zero mean would turn zeros into -loc/scale under scaling="std"
+    x = torch.randn(2, 2, 1024) * 4 + 3.0
     mask = patch_mask(2, 2, 16, 0.4, "random", torch.Generator().manual_seed(1))
+    mask[1, 0] = True  # a fully hidden channel (a cross mask)
     model(x, mask)
     patches = seen["x"]  # [B, C, P, patch_length]
-    assert torch.all(patches[mask] == 0)
-    assert torch.equal(patches[~mask], x.view(2, 2, 16, 64)[~mask])
+    for b in range(2):
+        for c in range(2):
+            hidden = patches[b, c][mask[b, c]]
+            assert torch.equal(hidden, model.mask_token.detach()[c].expand_as(hidden))
+    vis = x.view(2, 2, 16, 64)[0, 0][~mask[0, 0]]
+    torch.testing.assert_close(patches[0, 0][~mask[0, 0]], (vis - vis.mean()) / vis.std(correction=0), atol=1e-5, rtol=1e-5)
+    before = patches.clone()
+    model(torch.where(mask.repeat_interleave(64, dim=-1), x * 100 - 50, x), mask)  # only the masked samples change
+    assert torch.equal(seen["x"], before)
+
+
+def test_visible_statistics_with_nothing_masked_are_the_whole_window():
+    x = torch.randn(3, 2, 1024) * 2 + 1
+    assert torch.allclose(normalize(x, visible=torch.ones_like(x, dtype=torch.bool)), normalize(x), atol=1e-5)
+    hidden = torch.zeros_like(x, dtype=torch.bool)
+    hidden[0, 1] = True
+    assert torch.equal(normalize(x, visible=~hidden)[0, 1], torch.zeros(1024))  # nothing visible: zeros, never NaN
+    assert torch.allclose(normalize(x, visible=~hidden)[1:], normalize(x)[1:], atol=1e-5)
+
+
+def test_channel_mixer_starts_as_the_identity_and_then_mixes():
+    torch.manual_seed(0)
+    enc = SSLModel(TINY_MODEL).encoder.eval()
+    x = torch.randn(2, 2, 1024)
+    torch.testing.assert_close(enc(x), enc.backbone(x))  # a pretrained backbone's tokens pass unchanged at first
+    with torch.no_grad():
+        for p in enc.mixer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    y = x.clone()
+    y[:, 1] = torch.randn(2, 1024)  # another ECG
+    assert not torch.equal(enc(x)[:, 0], enc(y)[:, 0])  # the PPG tokens now depend on the ECG
+    none = SSLModel(dict(TINY_MODEL, channel_mixing="none")).encoder.eval()
+    assert none.mixer is None and torch.equal(none(x)[:, 0], none(y)[:, 0])
 
 
 def test_msm_loss_ignores_unmasked_predictions():

@@ -102,7 +102,7 @@ def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     model = SSLModel(dict(TINY_MODEL, d_model=48, ttm={"adaptive_patching_levels": 2}, num_layers=2, dropout=0.0))
     objective = Objective(TINY_TRAIN, 64)
-    x = torch.from_numpy(normalize(windows(8)))
+    x = torch.from_numpy(windows(8))  # raw: the objective normalizes (input: visible samples; target: whole window)
     mask = patch_mask(8, 2, 16, 0.4, "random", torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
@@ -199,9 +199,11 @@ def test_a_non_finite_loss_on_one_ddp_rank_stops_every_rank_promptly(tmp_path):
     assert set(raised.values()) == {"[1]"}  # and name the same culprit
 
 
-def test_export_round_trip_in_a_fresh_process(tmp_path, config):
+@pytest.mark.parametrize("mixing", ["mixer", "none"])
+def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
+    model_cfg = dict(TINY_MODEL, channel_mixing=mixing)
     train, val = tiny_shards(tmp_path / "data")
-    pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "pre", "d")
+    pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "pre", "d")
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"1": {"split": "train", "cut": 5, "kept": 4, "rejected": {"nan": 1}}}))
     build_manifest([stats], tmp_path / "manifest.json", {})
@@ -209,9 +211,11 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     pre = tmp_path / "pre"
     params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"]}
     export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json", params, out)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "preprocessing.json"]
+    mixer_files = ["channel_mixer.json", "channel_mixer.safetensors"] if mixing == "mixer" else []
+    files = ["README.md", "config.json", "model.safetensors", "preprocessing.json", *mixer_files]
+    assert sorted(p.name for p in out.iterdir()) == sorted(files)
     prep = json.loads((out / "preprocessing.json").read_text())
-    assert prep["fs"] == 125 and prep["window"] == 1024 and prep["channels"] == ["PPG", "ECG"]
+    assert prep["fs"] == 125 and prep["window"] == 1024 and prep["channels"] == ["PPG", "ECG"] and prep["channel_mixing"] == mixing
     assert json.loads((out / "config.json").read_text())["model_type"] == "tinytimemixer"
     assert "How to load" in (out / "README.md").read_text()
 
@@ -219,9 +223,11 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     np.save(tmp_path / "x.npy", x)
     model = load_trained(pre / "model.pt")
     with torch.no_grad():
-        want = model.backbone(torch.from_numpy(normalize(x))).mean(dim=2).numpy()
+        want = model.encoder(torch.from_numpy(normalize(x))).mean(dim=2).numpy()  # backbone, then the mixer
+        tokens = model.backbone(torch.from_numpy(normalize(x))).mean(dim=2).numpy()
     np.testing.assert_allclose(embed(x, out), want, rtol=1e-5, atol=1e-6)
-    code = (
+    assert (mixing == "mixer") == (np.abs(want - tokens).max() > 1e-4)  # the trained mixer changes the embeddings
+    code = (  # the backbone alone, with granite-tsfm's own class
         "import numpy as np, torch, sys\n"
         "from tsfm_public.models.tinytimemixer import TinyTimeMixerModel\n"
         "from pipeline.preprocess import normalize\n"
@@ -232,7 +238,7 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert r.returncode == 0, r.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "h.npy"), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "h.npy"), tokens, rtol=1e-5, atol=1e-6)
 
 
 def test_sigkill_mid_run_then_rerun_gives_identical_weights(tmp_path):

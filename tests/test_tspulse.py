@@ -18,7 +18,8 @@ from tests.conftest import REPO
 
 DEMO = REPO / "config" / "tspulse-demo.yaml"
 TINY = dict(backbone="tspulse", pretrained=None, revision=None, context_length=1024, patch_length=64, d_model=16,
-            num_layers=1, expansion_factor=2, dropout=0.1, ttm={"adaptive_patching_levels": 1}, tspulse={"patch_register_tokens": 3})
+            num_layers=1, expansion_factor=2, dropout=0.1, ttm={"adaptive_patching_levels": 1}, tspulse={"patch_register_tokens": 3},
+            channel_mixing="mixer")
 P, R = 16, 3
 
 
@@ -73,10 +74,14 @@ def test_the_model_neither_rescales_nor_masks_what_the_pipeline_gives_it():
     enc.fft_encoding.patcher.register_forward_hook(lambda mod, inputs, out: seen.__setitem__("fft", inputs[0].detach()))
     x = windows(2)
     mask = patch_mask(2, 2, P, 0.4, "random", torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.mask_token.copy_(torch.randn(2, 64))
     model(x, mask)
-    patches = seen["time"]  # [B, C, P, patch_length]: the masked patches arrive as zeros, the rest untouched
-    assert torch.all(patches[mask] == 0) and torch.equal(patches[~mask], x.view(2, 2, P, 64)[~mask])
-    spectrum = torch.fft.rfft(x * (~mask).repeat_interleave(64, dim=-1), dim=-1)[..., :-1]  # the masked window's FFT
+    given = model.encoder_input(x, mask).detach()  # visible samples z-scored by their own statistics, mask tokens
+    patches = seen["time"]  # [B, C, P, patch_length]: exactly what the pipeline gave, untouched
+    assert torch.equal(patches, given.view(2, 2, P, 64))
+    assert torch.equal(patches[:, 0][mask[:, 0]], model.mask_token.detach()[0].expand(int(mask[:, 0].sum()), 64))
+    spectrum = torch.fft.rfft(given, dim=-1)[..., :-1]  # the FFT of the masked window as given
     parts = [p / (p.abs().amax(-1, keepdim=True) + 1e-5) for p in (spectrum.real, spectrum.imag)]
     assert torch.allclose(seen["fft"], torch.cat(parts, -1).view(2, 2, P, 64), atol=1e-5)
 

@@ -1,9 +1,10 @@
 """The backbone interface (docs/design.md, "Backbones").
 
 A `Backbone` wraps one granite-tsfm model. It takes windows that the pipeline has already
-normalized (`pipeline.preprocess.normalize`) and masked (masked samples are zero), and returns
-token embeddings [B, C, N, D]. The first `num_patches` tokens of each channel stand for the
-`num_patches` time patches, in order: the SSL head reconstructs each patch from its token.
+normalized (`pipeline.preprocess.normalize`) and masked (masked patches hold the SSL model's mask
+token, `pipeline.model.SSLModel.encoder_input`), and returns token embeddings [B, C, N, D]. The
+first `num_patches` tokens of each channel stand for the `num_patches` time patches, in order: the
+SSL head reconstructs each patch from its token.
 The model inside never rescales and never masks by itself: one normalization, one masking.
 """
 

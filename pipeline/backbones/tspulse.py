@@ -4,8 +4,9 @@ The encoder is `TSPulseModel` (no reconstruction decoder, no heads); channel-ind
 (`mode="common_channel"`) when built from scratch.
 
 One normalization, one masking. The pipeline z-scores each window and channel
-(`pipeline.preprocess.normalize`) and zeroes the masked patches (`pipeline.model.SSLModel`), so
-TSPulse is built (and a pretrained checkpoint is re-configured at load time) with:
+(`pipeline.preprocess.normalize`) and puts its mask token in the masked patches
+(`pipeline.model.SSLModel`), so TSPulse is built (and a pretrained checkpoint is re-configured at
+load time) with:
 
   scaling=None                    TSPulseModel picks its scaler by `scaling`: "mean"/"std"/True/"revin"
                                   build a real scaler, anything else `TSPulseNOPScaler`
@@ -31,7 +32,7 @@ TSPulse is built (and a pretrained checkpoint is re-configured at load time) wit
 
 `forward` also passes `enable_masking=False` (:1623, :1679), and `TSPulseBackbone` refuses a model
 that has a scaler other than TSPulseNOPScaler or any masker. The frequency tokens are the FFT of the
-window exactly as the pipeline gave it, masked zeros included (fft_time_consistent_masking=True,
+window exactly as the pipeline gave it, mask tokens included (fft_time_consistent_masking=True,
 the default), so they carry no information from the masked samples.
 
 What remains is TSPulse's architecture, not a rescaling of the input: `get_fft` divides the real and
