@@ -155,11 +155,15 @@ class InOrder:
             raise RuntimeError(f"data loader ended with batches {sorted(pending)[:5]} waiting for batch {want}")
 
 
-def make_loader(dataset: ShardBatches, num_workers: int) -> InOrder:
+def make_loader(dataset: ShardBatches, num_workers: int, pin_memory: bool | None = None) -> InOrder:
+    """The dataset's batches in plan order. `pin_memory` (default: when CUDA is available): every
+    batch is copied into page-locked memory, also with num_workers=0 (in the main process; with
+    workers, in the loader's pinning thread), so that `x.to(device, non_blocking=True)` is an
+    asynchronous copy that does not block the host."""
     # Its own generator: creating an iterator then never draws from the global RNG (which dropout
     # uses), so a resumed run continues the exact random stream of an uninterrupted one.
     return InOrder(torch.utils.data.DataLoader(
         dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
         generator=torch.Generator().manual_seed(dataset.seed),
-        pin_memory=torch.cuda.is_available(), prefetch_factor=4 if num_workers else None,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, prefetch_factor=4 if num_workers else None,
     ))

@@ -2,6 +2,9 @@
 "Normalization and masking": what the encoder sees, and the loss target).
 
 One entry point for one process, or several under `torchrun` (DDP; gloo on CPU, NCCL on GPU).
+A step never waits for the device: masks are drawn on it, batches arrive pinned and are copied
+without blocking, and the losses are summed on it. The host reads them (and checks that they are
+finite) at log points only: every `train.log_every_steps` steps, before every save, at epoch end.
 The resumable state (model, optimizer, scheduler, grad scaler, step, RNG states, configs) lives
 in `<outdir>/state/`, which Snakemake does not own, so a failed or killed job leaves it behind and
 the rerun resumes from it, unless the model, training or data config changed (logged).
@@ -9,6 +12,7 @@ the rerun resumes from it, unless the model, training or data config changed (lo
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -16,13 +20,12 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
 from pipeline.checkpoint import UnsafeCheckpointError, load, save_atomic
-from pipeline.config import digest
+from pipeline.config import digest, validate_params
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
 from pipeline.plots import pyplot, save_figure
@@ -94,26 +97,33 @@ class Objective(torch.nn.Module):
 
 
 def _masks(x, model: SSLModel, train_cfg, gen):
+    """The batch's masks, drawn on the generator's device (the training device)."""
     return mixed_mask(x.shape[0], x.shape[1], model.num_patches, train_cfg["mask_ratio"], train_cfg["mask_mix"], gen)
+
+
+def _losses(total, msm, stft) -> torch.Tensor:
+    return torch.stack([total.detach().float(), msm.detach().float(), stft.detach().float()])
 
 
 @torch.no_grad()
 def evaluate(model: SSLModel, objective, loader, train_cfg, device, autocast_dtype, seed: int):
+    """Mean (total, msm, stft) over the loader and an example (4 windows, on the CPU). The masks come
+    from a generator seeded the same way at every evaluation; the sums stay on the device until the end."""
     model.eval()
-    gen = torch.Generator().manual_seed(seed + 1_000_003)  # the same masks at every evaluation
-    sums, n = np.zeros(3), 0
+    gen = torch.Generator(device=device).manual_seed(seed + 1_000_003)  # the same masks at every evaluation
+    sums, n = torch.zeros(3, dtype=torch.float64, device=device), 0
     example = None
     for x in loader:
-        mask = _masks(x, model, train_cfg, gen).to(device)
         x = x.to(device, non_blocking=True)
+        mask = _masks(x, model, train_cfg, gen)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             total, msm, stft, recon = objective(model, x, mask)
-        sums += np.array([total.item(), msm.item(), stft.item()]) * len(x)
+        sums += _losses(total, msm, stft).double() * len(x)
         n += len(x)
         if example is None:
-            example = (normalize(x[:4]).cpu(), recon[:4].float().cpu(), mask[:4].cpu())
+            example = (normalize(x[:4]), recon[:4].float(), mask[:4])
     model.train()
-    return (sums / max(n, 1)).tolist(), example
+    return (sums / max(n, 1)).tolist(), tuple(t.cpu() for t in example)
 
 
 def run_digest(model_cfg, train_cfg, data_digest) -> dict:
@@ -122,7 +132,7 @@ def run_digest(model_cfg, train_cfg, data_digest) -> dict:
 
 def _rng_state(gen: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "mask": gen.get_state()}
+            "mask": gen.get_state(), "mask_device": gen.device.type}
 
 
 def _set_rng_state(state: dict, gen: torch.Generator) -> None:
@@ -138,15 +148,20 @@ class Trainer:
 
     def __init__(self, model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path,
                  data_digest: str, num_workers: int = 0, pretrained: str | Path | None = None):
-        self.model_cfg, self.cfg = model_cfg, train_cfg
+        # Validated here too (defaults filled): `pretrain` is also called with hand-written sections.
+        self.model_cfg, self.cfg = model_cfg, validate_params({"train": copy.deepcopy(train_cfg)})["train"]
         self.outdir = Path(outdir)
         self.state_dir = self.outdir / "state"
         self.num_workers = num_workers
         self._setup_processes()
         self._setup_data(train_shards, val_shards)
         self._setup_model(pretrained)
-        self.digests = run_digest(model_cfg, train_cfg, data_digest)
-        self.step_count, self.best_val, self.metrics, self.sums = 0, float("inf"), [], [0.0, 0.0, 0.0, 0]
+        self.digests = run_digest(model_cfg, self.cfg, data_digest)
+        self.step_count, self.best_val, self.metrics = 0, float("inf"), []
+        self._set_sums([0.0, 0.0, 0.0, 0])
+        # The first non-finite loss of this rank, recorded on the device (step -1: none yet) and read at log points.
+        self.first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.first_bad_losses = torch.zeros(3, device=self.device)
 
     # ------------------------------------------------------------------------------ setup
     def _setup_processes(self) -> None:
@@ -189,15 +204,25 @@ class Trainer:
         torch.manual_seed(c["seed"])
         self.model = SSLModel(self.model_cfg, pretrained=pretrained).to(self.device)  # shapes fixed here, before the optimizer
         self.objective = Objective(c, self.model.patch_length).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"])
+        # fused on CUDA: one kernel for the update, and the fp16 grad scaler needs no host sync
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"],
+                                           fused=True if self.device.type == "cuda" else None)
         warmup = int(round(c["warmup_fraction"] * self.total_steps))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.total_steps, warmup))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype == torch.float16)
-        self.gen = torch.Generator().manual_seed(c["seed"] + self.rank)
+        self.gen = torch.Generator(device=self.device).manual_seed(c["seed"] + self.rank)  # masks, drawn on the device
         self.net = self.model
         if self.ddp:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if c["compile"]:  # once, before training; `self.model` (uncompiled, the same parameters) is saved and validated
+            # CPU: scalar C++ kernels. Inductor's vectorized ones for this model's backward (TTM's patching,
+            # the backward of x.transpose(1, 2).unfold(-2, 64, 64)) corrupt the heap with torch 2.13 on
+            # AVX-512; it looks like pytorch/pytorch#196681 (a tail block stored at full vector width).
+            options = {"cpp.simdlen": 1} if self.device.type == "cpu" else None
+            self.net = torch.compile(self.net, dynamic=False, options=options)
+            if self.main:
+                log.info("train.compile: the model is compiled with torch.compile (inductor) at its first steps")
 
     # ----------------------------------------------------------------------------- state
     def _gather_rng(self) -> list:
@@ -212,10 +237,12 @@ class Trainer:
         """The resumable state (collective under DDP: every rank calls it)."""
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "step": self.step_count, "best_val": self.best_val, "metrics": self.metrics,
-                "epoch_sums": self.sums, "rng": self._gather_rng(), "digests": self.digests, "model_cfg": self.model_cfg,
-                "train_cfg": self.cfg, "world_size": self.world}
+                "epoch_sums": self.sums.tolist() + [self.sum_n], "rng": self._gather_rng(), "digests": self.digests,
+                "model_cfg": self.model_cfg, "train_cfg": self.cfg, "world_size": self.world}
 
     def save_state(self) -> None:
+        """Save `state/last.pt`. Only after a log point (`log_point`): a non-finite loss since the last
+        one stops the run there, before anything it touched is saved."""
         state = self.state_dict()
         if self.main:
             save_atomic(state, self.state_dir / "last.pt")
@@ -242,22 +269,31 @@ class Trainer:
                         "the schedule and the mask streams depend on it); training starts afresh", path,
                         state.get("world_size"), self.world)
             return
+        saved_on = state["rng"][self.rank].get("mask_device", "cpu")
+        if saved_on != self.device.type:
+            log.warning("not resuming from %s: it was saved by a run on %s, this run is on %s (the mask generator and "
+                        "dropout draw on the training device, so its random streams cannot continue); training starts afresh",
+                        path, saved_on, self.device.type)
+            return
         log.info("resuming from %s at step %d", path, state["step"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step_count, self.best_val, self.metrics, self.sums = state["step"], state["best_val"], state["metrics"], state["epoch_sums"]
+        self.step_count, self.best_val, self.metrics = state["step"], state["best_val"], state["metrics"]
+        self._set_sums(state["epoch_sums"])
         _set_rng_state(state["rng"][self.rank], self.gen)
 
     # ------------------------------------------------------------------------------ step
-    def step(self, x: torch.Tensor) -> float:
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the batch x (raw windows [B, C, L]; pinned on CUDA). Nothing here waits
+        for the device: the loss is returned as a device tensor and summed on the device, and a
+        non-finite loss is only recorded (the next log point stops the run)."""
         c = self.cfg
-        mask = _masks(x, self.model, c, self.gen).to(self.device)
         x = x.to(self.device, non_blocking=True)
+        mask = _masks(x, self.model, c, self.gen)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             total, msm, stft, _ = self.objective(self.net, x, mask)
-        self._check_finite(total, msm, stft)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)
@@ -265,36 +301,61 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        self._record(_losses(total, msm, stft), len(x))
         self.step_count += 1
-        n = len(x)
-        self.sums = [self.sums[0] + total.item() * n, self.sums[1] + msm.item() * n, self.sums[2] + stft.item() * n, self.sums[3] + n]
-        return total.item()
+        return total.detach()
 
-    def _check_finite(self, total, msm, stft) -> None:
-        """Stop when the loss is not finite, on every rank at once and with the same message: under
-        DDP the ranks first agree on which of them saw it (a rank that raised alone would leave the
-        others waiting in the gradient all-reduce until the collective's timeout)."""
-        bad = torch.zeros(self.world, device=total.device)
-        bad[self.rank] = (~torch.isfinite(total.detach())).float()
+    def _set_sums(self, sums: list) -> None:
+        """The epoch's running sums of (total, msm, stft) x windows on the device, and its window count."""
+        self.sums = torch.tensor(sums[:3], dtype=torch.float64, device=self.device)
+        self.sum_n = int(sums[3])
+
+    def _record(self, losses: torch.Tensor, n: int) -> None:
+        """Add a step's losses to the sums, and note (on the device) the first step whose total is not finite."""
+        first = ~torch.isfinite(losses[0]) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(first, self.step_count, self.first_bad_step)
+        self.first_bad_losses = torch.where(first, losses, self.first_bad_losses)
+        self.sums += losses.double() * n
+        self.sum_n += n
+
+    def log_point(self) -> float:
+        """Where the host waits for the device: stop on a non-finite loss (`_check_finite`), then read
+        this rank's sums. Returns the epoch's mean training loss so far. Collective under DDP."""
+        self._check_finite()
+        return self.sums[0].item() / max(self.sum_n, 1)
+
+    def _check_finite(self) -> None:
+        """Stop when a loss since the start was not finite, on every rank at once and with the same
+        message: under DDP the ranks first agree on which of them saw it (a rank that raised alone
+        would leave the others waiting in the next collective until its timeout). The message names
+        the first such step and the rank(s) where it happened (after it, NaN weights spread to all)."""
+        first = torch.zeros(self.world, dtype=torch.long, device=self.device)
+        first[self.rank] = self.first_bad_step + 1  # 0: every loss on that rank was finite
         if self.ddp:
-            torch.distributed.all_reduce(bad)
-        if bad.any():
-            ranks = torch.nonzero(bad).flatten().tolist()
-            mine = f" (this rank: total={total.item()}, msm={msm.item()}, stft={stft.item()})" if self.rank in ranks else ""
+            torch.distributed.all_reduce(first)
+        first = first.tolist()
+        if any(first):
+            step = min(f for f in first if f) - 1
+            ranks = [r for r, f in enumerate(first) if f == step + 1]
+            total, msm, stft = self.first_bad_losses.tolist()
+            mine = f" (this rank: total={total}, msm={msm}, stft={stft})" if self.rank in ranks else ""
             raise FloatingPointError(
-                f"non-finite loss at step {self.step_count} on rank(s) {ranks} of {self.world}{mine}: "
+                f"non-finite loss at step {step} on rank(s) {ranks} of {self.world}{mine}: "
                 "lower train.lr, or check the windows for extreme values"
             )
 
     # ------------------------------------------------------------------------- epoch end
-    def end_epoch(self, epoch: int, t_epoch: float, train_seconds: float) -> None:
-        """Validate on rank 0, record the metrics row, keep the best model; save the state."""
+    def end_epoch(self, epoch: int, t_epoch: float) -> None:
+        """A log point (which stops a run whose loss went non-finite); validate on rank 0, record the
+        metrics row, keep the best model; save the state."""
+        self.log_point()  # waits for the epoch's last step, so the training time below is the device's too
+        train_seconds = time.perf_counter() - t_epoch
         if self.main:
             (v_total, v_msm, v_stft), example = evaluate(self.model, self.objective, self.val_loader, self.cfg, self.device,
                                                          self.autocast_dtype, self.cfg["seed"])
-            s, n = self.sums, max(self.sums[3], 1)
+            s, n = self.sums.tolist(), max(self.sum_n, 1)
             row = dict(zip(METRICS, [epoch + 1, self.step_count, self.scheduler.get_last_lr()[0], s[0] / n, s[1] / n, s[2] / n,
-                                     v_total, v_msm, v_stft, s[3] * self.world / train_seconds, time.perf_counter() - t_epoch]))
+                                     v_total, v_msm, v_stft, self.sum_n * self.world / train_seconds, time.perf_counter() - t_epoch]))
             self.metrics.append(row)
             log.info("epoch %d: train %.4f (msm %.4f, stft %.4f) | val %.4f (msm %.4f, stft %.4f)", epoch + 1,
                      row["train_total"], row["train_msm"], row["train_stft"], v_total, v_msm, v_stft)
@@ -306,18 +367,19 @@ class Trainer:
                             self.state_dir / "best.pt")
                 save_atomic(example, self.state_dir / "best_example.pt")
             write_metrics(self.metrics, self.outdir / "metrics.csv")
-        self.sums = [0.0, 0.0, 0.0, 0]
+        self._set_sums([0.0, 0.0, 0.0, 0])
         self.save_state()
 
     # ------------------------------------------------------------------------------- run
     def run(self, stop_after_steps: int | None = None) -> dict:
         self.resume()
-        self.val_loader = make_loader(self.val_ds, self.num_workers) if self.main else None
-        spe, t_epoch, stopped = self.spe, time.perf_counter(), False
+        pin = self.device.type == "cuda"  # pinned batches: the copy to the device does not block the host
+        self.val_loader = make_loader(self.val_ds, self.num_workers, pin) if self.main else None
+        c, spe, t_epoch, stopped = self.cfg, self.spe, time.perf_counter(), False
         while self.step_count < self.total_steps and not stopped:
             epoch, skip = divmod(self.step_count, spe)
             self.train_ds.set_epoch(epoch)
-            it = iter(make_loader(self.train_ds, self.num_workers))
+            it = iter(make_loader(self.train_ds, self.num_workers, pin))
             for _ in range(skip):  # resume mid-epoch: the same batches in the same order
                 next(it)
             bar = tqdm(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="step",
@@ -326,20 +388,21 @@ class Trainer:
                 try:
                     x = next(it)
                 except StopIteration:  # this rank ran short (DDP): start its data again
-                    it = iter(make_loader(self.train_ds, self.num_workers))
+                    it = iter(make_loader(self.train_ds, self.num_workers, pin))
                     x = next(it)
-                loss = self.step(x)
+                self.step(x)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-                if stop_after_steps is not None and self.step_count >= stop_after_steps:
+                stopped = stop_after_steps is not None and self.step_count >= stop_after_steps
+                save = stopped or (self.step_count % c["checkpoint_every_steps"] == 0 and self.step_count % spe)
+                if save or self.step_count % c["log_every_steps"] == 0:  # a log point: the check comes before the save
+                    bar.set_postfix(loss=f"{self.log_point():.4f}")
+                if save:
                     self.save_state()
-                    stopped = True
+                if stopped:
                     break
-                if self.step_count % self.cfg["checkpoint_every_steps"] == 0 and self.step_count % spe:
-                    self.save_state()
             bar.close()
             if not stopped:
-                self.end_epoch(epoch, t_epoch, time.perf_counter() - t_epoch)
+                self.end_epoch(epoch, t_epoch)
                 t_epoch = time.perf_counter()
         if self.ddp:
             torch.distributed.barrier()

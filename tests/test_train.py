@@ -10,12 +10,14 @@ import torch
 
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.export import embed, export_encoder, load_trained
-from pipeline.masking import patch_mask
+from pipeline.masking import mixed_mask, num_masked, patch_mask
 from pipeline.model import SSLModel
 from pipeline.preprocess import normalize
-from pipeline.train import Objective, pretrain
+from pipeline.train import Objective, Trainer, pretrain
 from pipeline.windows import build_manifest
 from tests.helpers import TINY_MODEL, TINY_TRAIN, tiny_shards, windows, write_shard
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def all_windows(ds, workers=0):
@@ -128,6 +130,8 @@ def test_kill_and_resume_gives_identical_weights(tmp_path):
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert [r["val_total"] for r in a["metrics"]] == [r["val_total"] for r in b["metrics"]]
+    # the loss sums kept on the device were saved mid-epoch and carried on: the same training losses
+    assert [r["train_total"] for r in a["metrics"]] == [r["train_total"] for r in b["metrics"]]
     for name in ("model.pt", "metrics.csv", "loss.png", "reconstruction.png", "summary.json"):
         assert (tmp_path / "resumed" / name).stat().st_size > 0
 
@@ -154,8 +158,38 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
     bad[3, 0, 100] = np.inf
     train = [str(write_shard(tmp_path / "train.h5", bad))]
     val = [str(write_shard(tmp_path / "val.h5", windows(8)))]
-    with pytest.raises(FloatingPointError, match="non-finite loss at step"):
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at step 0 on rank\(s\) \[0\] of 1 \(this rank: total=nan"):
         pretrain(TINY_MODEL, dict(TINY_TRAIN, batch_size=32, shuffle_blocks=1), train, val, tmp_path / "out", "d")
+    assert not (tmp_path / "out" / "state" / "last.pt").exists()  # the epoch-end check came before its save
+
+
+@pytest.mark.parametrize("log_every, checkpoint_every, bad_step, steps_run, saved_step", [
+    (3, 4, 5, 6, 4),  # the log point at step 6 stops the run; the state saved at step 4 predates the bad step
+    (100, 3, 4, 6, 3),  # no log point until the save at step 6, which checks first: the state saved at step 3 stays
+])
+def test_a_non_finite_loss_stops_at_the_next_log_point_and_is_never_saved(tmp_path, monkeypatch, log_every, checkpoint_every,
+                                                                          bad_step, steps_run, saved_step):
+    """Steps only record a non-finite loss on the device; the next log point (every log_every_steps,
+    and before every save) raises naming the step where it first happened, before anything is saved."""
+    train, val = tiny_shards(tmp_path / "data")  # 120 windows: 8 steps per epoch
+    steps, forward = [], Objective.forward
+
+    def poisoned(self, model, x, mask):
+        total, msm, stft, recon = forward(self, model, x, mask)
+        if model.training:
+            steps.append(len(steps))
+            if steps[-1] == bad_step:
+                total = total + float("nan")
+        return total, msm, stft, recon
+
+    monkeypatch.setattr(Objective, "forward", poisoned)
+    cfg = dict(TINY_TRAIN, log_every_steps=log_every, checkpoint_every_steps=checkpoint_every)
+    with pytest.raises(FloatingPointError, match=rf"non-finite loss at step {bad_step} on rank\(s\) \[0\] of 1 \(this rank: total=nan"):
+        pretrain(TINY_MODEL, cfg, train, val, tmp_path / "out", "d")
+    assert len(steps) == steps_run  # the NaN weights trained on for at most log_every_steps steps
+    state = torch.load(tmp_path / "out" / "state" / "last.pt", weights_only=True)
+    assert state["step"] == saved_step
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
@@ -176,8 +210,10 @@ def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
 
 
 def test_a_non_finite_loss_on_one_ddp_rank_stops_every_rank_promptly(tmp_path):
-    """Rank 1's data holds an infinity: both ranks stop at step 0 with the same error, long before
-    a collective's timeout (minutes), instead of rank 0 waiting in the gradient all-reduce."""
+    """Rank 1's data holds an infinity: both ranks stop at the first log point (the save at step 2)
+    with the same error naming step 0 and rank 1, long before a collective's timeout (minutes). By
+    then rank 0's losses are NaN too (the gradient all-reduce spread the NaN); the culprit is the
+    rank that went non-finite first."""
     bad = windows(64, seed=1)
     bad[:, 0, 100] = np.inf
     train = [str(write_shard(tmp_path / "data" / "train" / "a.h5", windows(64, seed=0))),
@@ -316,3 +352,108 @@ def test_resuming_with_another_world_size_starts_afresh_and_says_why(tmp_path, c
     with caplog.at_level(logging.INFO):
         pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d")
     assert "saved by 2 process(es), this run has 1" in caplog.text and "at step" not in caplog.text
+
+
+def test_resuming_a_state_saved_on_another_device_type_starts_afresh_and_says_why(tmp_path, caplog):
+    """The mask generator lives on the training device: a CPU generator's state cannot continue on CUDA."""
+    train, val = tiny_shards(tmp_path / "data")
+    pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d", stop_after_steps=3)
+    state = tmp_path / "out" / "state" / "last.pt"
+    saved = torch.load(state, weights_only=True)
+    here = saved["rng"][0]["mask_device"]
+    assert here == ("cuda" if torch.cuda.is_available() else "cpu")
+    other = "cpu" if here == "cuda" else "cuda"
+    saved["rng"][0]["mask_device"] = other
+    torch.save(saved, state)
+    with caplog.at_level(logging.INFO):
+        s = pretrain(TINY_MODEL, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "out", "d")
+    assert f"saved by a run on {other}, this run is on {here}" in caplog.text and "at step" not in caplog.text
+    assert s["step"] == s["total_steps"]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=needs_cuda)])
+def test_masks_are_drawn_on_the_generators_device_and_repeat_from_its_state(device):
+    g = torch.Generator(device=device).manual_seed(0)
+    state = g.get_state()
+    mix = {"random": 0.5, "block": 0.2, "cross": 0.3}
+    m = mixed_mask(512, 2, 16, 0.4, mix, g)
+    assert m.device.type == device and m.dtype == torch.bool and m.shape == (512, 2, 16)
+    g.set_state(state)  # what a resumed run does
+    assert torch.equal(mixed_mask(512, 2, 16, 0.4, mix, g), m)
+    per_channel = m.sum(-1)
+    cross = (per_channel == 16).any(-1)  # one channel fully hidden, the other fully visible
+    assert torch.equal(per_channel[cross].sort(-1).values, torch.tensor([0, 16], device=device).expand(int(cross.sum()), 2))
+    assert (per_channel[~cross] == num_masked(16, 0.4)).all()  # random and block: the same count per channel
+    assert 0.2 < cross.float().mean().item() < 0.4
+
+
+def _inductor_missing() -> str | None:
+    """Why torch.compile's default backend cannot run here, or None."""
+    import torch._dynamo
+
+    if "inductor" not in torch._dynamo.list_backends():
+        return "this torch has no inductor backend"
+    if not torch.cuda.is_available():
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+        except Exception as e:  # no C++ compiler: inductor cannot build CPU kernels
+            return f"inductor finds no C++ compiler here ({type(e).__name__}: {e})"
+    return None
+
+
+def test_compile_true_trains_and_matches_the_eager_model(tmp_path):
+    """train.compile through the step command (a fresh process: a compiler crash cannot take pytest
+    down): it trains, saves uncompiled weights that load as usual, and its losses match eager's."""
+    reason = _inductor_missing()
+    if reason:
+        pytest.skip(reason)
+    train, val = tiny_shards(tmp_path / "data", n_train=(32,), n_val=8)  # 2 full batches: one graph
+    model_cfg = dict(TINY_MODEL, dropout=0.0)  # dropout draws differ between compiled and eager kernels
+    cfg = dict(TINY_TRAIN, epochs=1, precision="fp32")
+    eager = pretrain(model_cfg, cfg, train, val, tmp_path / "eager", "d")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
+    params = json.dumps({"model": model_cfg, "train": dict(cfg, compile=True)})
+    cmd = [sys.executable, "-m", "pipeline", "pretrain", "--params", params, "--manifest", str(manifest),
+           "--train-shards", *train, "--val-shards", *val, "--outdir", str(tmp_path / "compiled")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "compiled" / "summary.json").read_text())
+    assert summary["step"] == eager["step"] == 2
+    a = torch.load(tmp_path / "eager" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "compiled" / "model.pt", weights_only=True)
+    assert sorted(a["model"]) == sorted(b["model"])  # no "_orig_mod." prefixes: the uncompiled model is saved
+    assert b["train_cfg"]["compile"] is True
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-3)
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-3, atol=1e-5)
+    load_trained(tmp_path / "compiled" / "model.pt")
+
+
+@needs_cuda
+def test_cuda_batches_are_pinned_for_any_number_of_workers(tmp_path):
+    train, _ = tiny_shards(tmp_path)
+    ds = ShardBatches(train, 16, 64, 2, seed=0)
+    for workers in (0, 2):
+        batches = list(make_loader(ds, workers, pin_memory=True))
+        assert batches and all(b.is_pinned() for b in batches), workers
+
+
+@needs_cuda
+def test_cuda_training_steps_never_wait_for_the_device(tmp_path):
+    """Between log points a step queues work and returns: any synchronizing call (.item(), a blocking
+    copy, nonzero, ...) in it raises under torch.cuda.set_sync_debug_mode("error")."""
+    train, val = tiny_shards(tmp_path / "data")
+    trainer = Trainer(TINY_MODEL, dict(TINY_TRAIN, log_every_steps=100), train, val, tmp_path / "out", "d")
+    batches = list(make_loader(trainer.train_ds, 0, pin_memory=True))
+    trainer.step(batches[0])  # the first step creates the optimizer state and cuBLAS handles
+    trainer.log_point()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for x in batches[1:]:
+            trainer.step(x)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert trainer.log_point() > 0 and trainer.step_count == len(batches)

@@ -1,0 +1,28 @@
+"""benchmarks/bench_train.py runs end to end (its CPU path; the CUDA path is the same code with
+device="cuda") and reports what the issue asks for, as JSON on stdout."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_train_quick_on_cpu_reports_step_loader_and_comparison(tmp_path):
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench_train.py"), "--quick", "--device", "cpu", "--workdir", str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)  # stdout is the JSON alone (progress goes to stderr)
+    assert res["device"] == "cpu" and res["quick"] and res["precision"] == "fp32"
+    assert res["model"] == {"d_model": 192, "num_layers": 2, "patch_length": 64, "context_length": 1024,
+                            "adaptive_patching_levels": 3, "channel_mixing": "mixer"}  # r1 geometry
+    assert res["plain_h5py_windows_per_s"] > 0
+    assert sorted(res["batches"], key=int) == ["16", "32"]
+    for row in res["batches"].values():
+        assert row["step"] > 0 and row["step_with_loader"] > 0 and row["step_with_loader_workers"] == 1
+        assert sorted(row["loader"], key=int) == ["0", "1"] and all(v > 0 for v in row["loader"].values())
+        assert isinstance(row["loader_keeps_up"], bool)
+    c = res["comparison"]
+    assert c["ours_windows_per_s"] > 0 and c["bare_windows_per_s"] > 0
+    assert c["ratio"] == c["ours_windows_per_s"] / c["bare_windows_per_s"] and c["ratio_per_round"] == [c["ratio"]]
