@@ -16,7 +16,6 @@ atomic rename (docs/design.md, "Faults").
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import re
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.errors import CaseError, FailedFractionError, TransientError
+from pipeline.errors import CaseError, FailedFractionError, TransientError, is_transient
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.sources import get_source
 
@@ -39,11 +38,6 @@ HINTS = (
     ("missing track", "the track names are probably wrong: check {source}.tracks"),
     ("missing file", "the folder is probably wrong: check {source}.root"),
 )
-
-
-def _is_transient(e: Exception) -> bool:
-    """The network or the machine, not the case (a gzip error is the file's, though an OSError)."""
-    return isinstance(e, TransientError) or (isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile))
 
 
 def _download_cfg(params: dict) -> dict:
@@ -120,7 +114,7 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
                 status[caseid] = {"status": "ok", "path": str(dest)}
             except Exception as e:  # noqa: BLE001 -- every case ends recorded (permanent) or named (transient)
                 reason = str(e) if isinstance(e, (CaseError, TransientError)) else f"{type(e).__name__}: {e}"
-                if _is_transient(e):
+                if is_transient(e):
                     log.error("case %s not downloaded (transient; the job fails after the batch): %s", caseid, reason)
                     transient[caseid] = reason
                 else:

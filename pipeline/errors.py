@@ -1,5 +1,7 @@
 """Errors shared by sources and stages (docs/design.md, "Faults")."""
 
+import gzip
+
 
 class CaseError(Exception):
     """A case cannot be used; the message is the recorded reason (a permanent skip)."""
@@ -17,3 +19,9 @@ class TransientError(Exception):
 class FailedFractionError(Exception):
     """Too many cases of a batch failed permanently (download.max_failed_fraction); the message
     says what is common to them (a wrong URL, wrong track names)."""
+
+
+def is_transient(e: BaseException) -> bool:
+    """The network or the machine, not the case: a TransientError, or an OSError other than a file
+    that is not valid gzip (that one is the case's own, permanent fault)."""
+    return isinstance(e, TransientError) or (isinstance(e, OSError) and not isinstance(e, gzip.BadGzipFile))

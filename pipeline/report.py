@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 from pipeline.io import read_json, write_text
 from pipeline.plots import pyplot, save_figure

@@ -27,13 +27,13 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
-from pipeline.errors import CaseError, TransientError
+from pipeline.errors import CaseError, TransientError, is_transient
 from pipeline.io import atomic_path, write_json
 from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
 
-# A case file that parses wrong is the case's permanent fault; any other OSError is the machine's.
+# A case file that parses wrong is the case's permanent fault; other OSErrors are transient (is_transient).
 PERMANENT = (CaseError, ValueError, EOFError, struct.error, zlib.error, gzip.BadGzipFile)
 HALF_LEN_FACTOR = 10  # scipy's resample_poly filter: half length 10 * max(up, down) (upsampled samples)
 
@@ -166,13 +166,14 @@ def resample_batch(download_status: dict, params: dict, out_dir: str | Path, sta
             attrs["caseid"] = int(caseid)
             write_resampled(dest, signals, saturated, attrs)
             status[caseid] = {"status": "ok", "path": str(dest), "samples": int(signals.shape[1])}
-        except PERMANENT as e:  # the case's data is bad: recorded, the batch goes on
+        except (*PERMANENT, OSError) as e:
+            if is_transient(e):  # the machine, not the case (a full disk, an I/O error): retried by a rerun
+                log.error("case %s not resampled (transient, the job will fail after the batch): %s", caseid, e)
+                transient[caseid] = f"{type(e).__name__}: {e}"
+                continue
             reason = str(e) if isinstance(e, CaseError) else f"corrupt file: {type(e).__name__}: {e}"
-            log.warning("case %s skipped at resample: %s", caseid, reason)
+            log.warning("case %s skipped at resample: %s", caseid, reason)  # bad data: recorded, the batch goes on
             status[caseid] = {"status": "failed", "stage": "resample", "reason": reason}
-        except OSError as e:  # the machine, not the case (a full disk, an I/O error): retried by a rerun
-            log.error("case %s not resampled (transient, the job will fail after the batch): %s", caseid, e)
-            transient[caseid] = f"{type(e).__name__}: {e}"
     if transient:  # no status file: Snakemake sees the job fail, a rerun (or --retries) does the batch again
         raise TransientError("resample: cases " + ", ".join(f"{c} ({r})" for c, r in transient.items())
                              + " failed for a reason outside the data; rerun to retry them")

@@ -12,7 +12,6 @@ the rerun resumes from it, unless the model, training or data config changed (lo
 
 from __future__ import annotations
 
-import copy
 import csv
 import logging
 import math
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
 from pipeline.checkpoint import UnsafeCheckpointError, load, save_atomic
-from pipeline.config import digest, validate_params
+from pipeline.config import digest
 from pipeline.dataset import ShardBatches, make_loader
 from pipeline.io import atomic_path, write_json
 from pipeline.plots import pyplot, save_figure
@@ -148,8 +147,7 @@ class Trainer:
 
     def __init__(self, model_cfg: dict, train_cfg: dict, train_shards: list, val_shards: list, outdir: str | Path,
                  data_digest: str, num_workers: int = 0, pretrained: str | Path | None = None):
-        # Validated here too (defaults filled): `pretrain` is also called with hand-written sections.
-        self.model_cfg, self.cfg = model_cfg, validate_params({"train": copy.deepcopy(train_cfg)})["train"]
+        self.model_cfg, self.cfg = model_cfg, train_cfg  # validated sections (the workflow, or validate_params)
         self.outdir = Path(outdir)
         self.state_dir = self.outdir / "state"
         self.num_workers = num_workers

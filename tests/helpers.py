@@ -15,7 +15,8 @@ TINY_MODEL = dict(backbone="ttm", pretrained=None, revision=None, context_length
                   expansion_factor=2, dropout=0.1, ttm={"adaptive_patching_levels": 1}, tspulse={}, channel_mixing="mixer")
 TINY_TRAIN = dict(mask_ratio=0.4, mask_mix={"random": 0.6, "block": 0.1, "cross": 0.3}, msm_weight=1.0, stft_weight=0.3, stft_n_fft=[256, 512], stft_hop=[64, 128],
                   lr=3e-3, weight_decay=0.01, warmup_fraction=0.1, grad_clip=1.0, batch_size=16, epochs=3, seed=0,
-                  precision="auto", block_windows=64, shuffle_blocks=2, checkpoint_every_steps=2, max_val_windows=1000)
+                  precision="auto", block_windows=64, shuffle_blocks=2, checkpoint_every_steps=2, max_val_windows=1000,
+                  log_every_steps=50, compile=False)
 
 
 def windows(n: int, hr: float = 70.0, seed: int = 0) -> np.ndarray:
