@@ -114,6 +114,13 @@ def cmd_qc(a):
     qc_report(a.manifest, a.png, a.html)
 
 
+def cmd_ablation_summary(a):
+    from pipeline.ablations import write_summary
+
+    rows = write_summary(a.runs, a.tsv, a.png)
+    log.info("ablation summary: %d runs -> %s", len(rows), a.tsv)
+
+
 def _pretrained_arg(s):
     s.add_argument("--pretrained", default=None, help="local directory of the pretrained weights (the rule passes it when model.pretrained is set)")
 
@@ -159,6 +166,12 @@ def main(argv=None) -> None:
     for arg in ("manifest", "png", "html"):
         s.add_argument(f"--{arg}", required=True)
     s.set_defaults(func=cmd_qc)
+
+    s = sub.add_parser("ablation-summary", help="summary.tsv and plot of the ablation runs")
+    for arg in ("tsv", "png"):
+        s.add_argument(f"--{arg}", required=True)
+    s.add_argument("runs", nargs="+", help="run folders results/ablations/<variant>/seed<seed>")
+    s.set_defaults(func=cmd_ablation_summary)
 
     a = p.parse_args(argv)
     _setup_logging()

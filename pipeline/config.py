@@ -179,6 +179,12 @@ def check_masks(config: dict) -> None:
         raise ConfigError(f"train.mask_mix: fractions must sum to 1, got {sum(mix.values()):g} ({mix})")
 
 
+def check_ablations(config: dict) -> None:
+    from pipeline.ablations import check_ablations as check
+
+    check(config)
+
+
 # Cross-key rules the schema cannot express, each with the sections it reads.
 RULES = (
     (("cases",), check_split),
@@ -189,6 +195,7 @@ RULES = (
     (("model", "window"), check_model),
     (("train", "window"), check_loss),
     (("train",), check_masks),
+    (("ablations", "source", "model", "train", "window"), check_ablations),  # last: it reruns all of the above per variant
 )
 
 

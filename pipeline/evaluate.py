@@ -220,7 +220,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
     sets = list(encoders) + ["raw"]
     rows = {r["caseid"]: r for r in read_table(case_table)}
 
-    results = {"probes": {}, "feature_sets": sets, "tasks": {}}
+    results = {"feature_sets": sets, "tasks": {}}
     for task in TASKS:
         y_tr, y_te = _labels(task, train, rows, fs), _labels(task, test, rows, fs)
         a, b = np.isfinite(y_tr), np.isfinite(y_te)
@@ -233,7 +233,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
         def x(split, name):
             return np.concatenate([feats[split][(name, ch)] for ch in task.inputs], axis=1)
 
-        results["probes"][task.name] = {
+        results["tasks"][task.name]["results"] = {
             name: probe(x("train", name)[a], y_tr[a], x("test", name)[b], y_te[b], test["subjectid"][b], task.kind, seed)
             for name in sets
         }
@@ -247,10 +247,10 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
 def plot_probes(results: dict, path: Path) -> None:
     plt = pyplot()
 
-    tasks = list(results["probes"])
+    tasks = [t for t, r in results["tasks"].items() if "results" in r]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        res = results["probes"][task]
+        res = results["tasks"][task]["results"]
         key = "auroc" if "auroc" in next(iter(res.values())) else "r2"
         names = list(res)
         vals = [res[n][key] for n in names]
@@ -266,7 +266,7 @@ def plot_probes(results: dict, path: Path) -> None:
 
 def probes_html(results: dict) -> str:
     rows = []
-    for task, res in results["probes"].items():
+    for task, res in ((t, r["results"]) for t, r in results["tasks"].items() if "results" in r):
         for name, r in res.items():
             if "auroc" in r:
                 score = f"AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]"

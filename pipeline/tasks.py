@@ -59,13 +59,14 @@ class Task:
     level: str  # "window" | "subject"
     label: Callable
     description: str
+    metric: str  # the main metric (ablation summary, report headline)
 
 
 TASKS = (
     Task("heart_rate_from_ppg", "regression", ("PPG",), "window", heart_rate_label,
-         "heart rate of the window (ECG R-peaks) from PPG features"),
+         "heart rate of the window (ECG R-peaks) from PPG features", "r2"),
     Task("heart_rate_from_ppg+ecg", "regression", ("PPG", "ECG"), "window", heart_rate_label,
-         "heart rate of the window (ECG R-peaks) from PPG and ECG features"),
-    Task("age", "regression", ("PPG", "ECG"), "subject", numeric_column("age"), "age of the case (case table)"),
-    Task("sex", "classification", ("PPG", "ECG"), "subject", category_column("sex", "F", "M"), "sex of the case (F = 1)"),
+         "heart rate of the window (ECG R-peaks) from PPG and ECG features", "r2"),
+    Task("age", "regression", ("PPG", "ECG"), "subject", numeric_column("age"), "age of the case (case table)", "mae"),
+    Task("sex", "classification", ("PPG", "ECG"), "subject", category_column("sex", "F", "M"), "sex of the case (F = 1)", "auroc"),
 )

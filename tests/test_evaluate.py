@@ -93,9 +93,9 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
     res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", model_cfg,
                    dict(TINY_TRAIN), {"max_windows": 1000, "seed": 0}, 125, tmp_path / "eval", pretrained=tmp_path / "ttm")
     assert res["feature_sets"] == ["ssl", "random", "pretrained", "raw"]
-    assert set(res["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg", "age", "sex"}
-    assert set(res["probes"]["sex"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
-    assert res["probes"]["age"]["raw"]["test_subjects"] == 4
+    assert {t for t, r in res["tasks"].items() if "results" in r} == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg", "age", "sex"}
+    assert set(res["tasks"]["sex"]["results"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
+    assert res["tasks"]["age"]["results"]["raw"]["test_subjects"] == 4
     assert (tmp_path / "eval" / "probes.png").stat().st_size > 0 and "AUROC" in (tmp_path / "eval" / "probes.html").read_text()
     rec = res["reconstruction"]
     assert set(rec["random_patches"]) == {"model", "window_mean", "linear_interpolation"}

@@ -1,5 +1,6 @@
 """The workflow as users run it: the demo end to end, reruns after config edits, lint and format."""
 
+import csv
 import json
 import os
 import subprocess
@@ -22,11 +23,12 @@ def snakemake(workdir, *args):
 
 
 def write_config(workdir: Path, small: bool = False, **edits) -> dict:
-    """The default (demo) config in `workdir`; `small` = fewer, shorter cases and epochs."""
+    """The default (demo) config in `workdir`; `small` = fewer, shorter cases and epochs, no ablations."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     if small:
         cfg["demo"].update(n_cases=10, duration_s=240)
         cfg["train"].update(epochs=3)
+        cfg["ablations"] = {"variants": {}}
     for section, value in edits.items():
         cfg[section] = {**cfg[section], **value} if isinstance(value, dict) else value
     (workdir / "config").mkdir(exist_ok=True)
@@ -83,8 +85,8 @@ def test_rerun_only_what_a_config_edit_touches(demo_run):
     wd = demo_run
     assert planned(wd) == {}  # nothing edited: nothing reruns
 
-    write_config(wd, train={"lr": 5e-4})
-    assert set(planned(wd)) == {"pretrain", "export", "evaluate", "all"}
+    write_config(wd, train={"lr": 5e-4})  # the ablation variants inherit train.*
+    assert set(planned(wd)) == {"pretrain", "export", "evaluate", "all"} | ABLATION_RULES
 
     write_config(wd, window={"stride": 512})
     jobs = planned(wd)
@@ -95,10 +97,54 @@ def test_rerun_only_what_a_config_edit_touches(demo_run):
     assert planned(wd) == {}
 
 
+ABLATION_RULES = {"ablation_pretrain", "ablation_export", "ablation_evaluate", "ablation_summary"}
+
+
+def test_ablations_share_the_data_stages_and_summarize(demo_run):
+    wd = demo_run
+    rows = list(csv.DictReader((wd / "results/ablations/summary.tsv").open(), delimiter="\t"))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("channel_independent", "0"), ("cross_signal", "0")]
+    # cross_signal is the main config with its own seed: the same run, to the bit
+    main = json.loads((wd / "results/pretrain/summary.json").read_text())
+    assert float(rows[1]["best_val_loss"]) == pytest.approx(main["best_val"], rel=1e-5)
+    # only the mixer rebuilds a hidden PPG from the ECG
+    assert float(rows[1]["recon_ppg_from_ecg_mse"]) < 0.5 < float(rows[0]["recon_ppg_from_ecg_mse"])
+
+    cfg = write_config(wd)
+    # another seed: that seed's runs and the summary, nothing upstream
+    assert planned(wd) == {}
+    write_config(wd, ablations=dict(cfg["ablations"], seeds=[0, 1]))
+    assert planned(wd) == {"ablation_pretrain": 2, "ablation_export": 2, "ablation_evaluate": 2, "ablation_summary": 1, "all": 1}
+    # another variant: its run only
+    write_config(wd, ablations=dict(cfg["ablations"], variants={**cfg["ablations"]["variants"], "stft_0": {"train": {"stft_weight": 0.0}}}))
+    assert planned(wd) == {"ablation_pretrain": 1, "ablation_export": 1, "ablation_evaluate": 1, "ablation_summary": 1, "all": 1}
+    write_config(wd)
+    assert planned(wd) == {}
+
+
+def test_two_variants_two_seeds_run_on_one_set_of_shards(tmp_path):
+    ablations = {"seeds": [0, 1], "variants": {"base": {}, "mask_0.2": {"train": {"mask_ratio": 0.2}}}}
+    write_config(tmp_path, small=True, ablations=ablations)
+    r = snakemake(tmp_path, "results/ablations/summary.tsv", "--cores", "2", "--resources", "gpu=1")
+    assert r.returncode == 0, r.stderr[-4000:]
+    logs = tmp_path / "logs"
+    for step in ("pretrain", "export", "evaluate"):
+        assert len(list(logs.glob(f"ablations/*/seed*/{step}.log"))) == 4, step
+    batches = len(list((tmp_path / "results/windows/stats").glob("batch-*.json")))
+    assert len(list(logs.glob("windows/batch-*.log"))) == len(list(logs.glob("resample/batch-*.log"))) == batches > 0
+    assert not (tmp_path / "results/pretrain").exists()  # the summary needs the variants only
+    rows = list(csv.DictReader((tmp_path / "results/ablations/summary.tsv").open(), delimiter="\t"))
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", "0"), ("base", "1"), ("mask_0.2", "0"), ("mask_0.2", "1")]
+    assert len({r["best_val_loss"] for r in rows}) == 4  # four different runs
+    for run in ("base/seed1", "mask_0.2/seed0"):
+        assert (tmp_path / f"results/ablations/{run}/export/encoder/model.safetensors").stat().st_size > 0
+    assert (tmp_path / "results/ablations/summary.png").exists()
+
+
 def test_ssl_encoder_beats_random_weights_on_heart_rate(demo_run):
     m = json.loads((demo_run / "results/eval/metrics.json").read_text())
     for task in ("heart_rate_from_ppg", "heart_rate_from_ppg+ecg"):
-        ssl, rnd = m["probes"][task]["ssl"], m["probes"][task]["random"]
+        ssl, rnd = m["tasks"][task]["results"]["ssl"], m["tasks"][task]["results"]["random"]
         assert ssl["mae"] < rnd["mae"] and ssl["r2"] > rnd["r2"], (task, ssl, rnd)
     rec = m["reconstruction"]
     assert rec["random_patches"]["model"] < rec["random_patches"]["linear_interpolation"]
@@ -110,7 +156,7 @@ def test_report_has_every_section(demo_run):
     assert r.returncode == 0, r.stderr[-2000:]
     html = (demo_run / "results/report.html").read_text()
     for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "loss.png", "reconstruction.png",
-                   "probes.png", "probes.html", "first quality rule", "Linear probes on frozen", "had to fill in"):
+                   "probes.png", "probes.html", "summary.png", "Ablations", "first quality rule", "Linear probes on frozen", "had to fill in"):
         assert needle in html, needle
 
 
@@ -163,9 +209,10 @@ def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tm
     """A hub id: the `pretrained` rule (local) fetches it; the GPU job only reads the folder. With no
     network and no cache it fails in that rule, with the message that says how to fix it."""
     write_config(tmp_path, model={"pretrained": "ibm-granite/granite-timeseries-ttm-r1", "revision": "1024_96_v1",
-                                  "d_model": 192, "ttm": {"adaptive_patching_levels": 3}})
+                                  "d_model": 192, "ttm": {"adaptive_patching_levels": 3}},
+                 ablations={"seeds": [0], "variants": {"r1": {}, "scratch": {"model": {"pretrained": None, "revision": None}}}})
     jobs = planned(tmp_path)
-    assert jobs["pretrained"] == 1 and jobs["pretrain"] == 1
+    assert jobs["pretrained"] == 1 and jobs["pretrain"] == 1 and jobs["ablation_pretrain"] == 2  # one fetch for main and r1
     target = "resources/pretrained/ibm-granite--granite-timeseries-ttm-r1@1024_96_v1"
     env_home = tmp_path / "empty-hf-home"
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(tmp_path),
@@ -188,7 +235,7 @@ def test_tspulse_backbone_end_to_end(tmp_path):
     assert exported["model_type"] == "tspulse"
     assert json.loads((tmp_path / "results/export/encoder/preprocessing.json").read_text())["backbone"] == "tspulse"
     m = json.loads((tmp_path / "results/eval/metrics.json").read_text())
-    assert set(m["probes"]) == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg"}
+    assert {t for t, r in m["tasks"].items() if "results" in r} == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg"}
     assert m["reconstruction"]["random_patches"]["model"] < m["reconstruction"]["random_patches"]["linear_interpolation"]
 
 

@@ -1,7 +1,10 @@
 import json
+import re
 import shlex
+from pathlib import Path
 
 from pipeline import backbones
+from pipeline.ablations import run_config
 from pipeline.cases import batches as table_batches
 from pipeline.sources import source_class
 
@@ -36,20 +39,66 @@ def tracks_params(*extra):
     return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
 
 
-def pretrained_params():
-    """What fetching pretrained weights depends on (geometry is checked by the job that loads them)."""
+def ablation_config(variant, seed):
+    """The full config of one ablation run (pipeline/ablations.py)."""
+    return run_config(config, variant, seed)
+
+
+ABLATION_RUN = "results/ablations/{variant}/seed{seed}"
+
+
+def ablation_run_dirs():
+    """Every run folder of the ablations, quoted for the shell."""
+    return " ".join(
+        shlex.quote(ABLATION_RUN.format(variant=v, seed=s))
+        for v in config["ablations"]["variants"]
+        for s in config["ablations"]["seeds"]
+    )
+
+
+def run_section(*keys):
+    """Params function: sections of one ablation run's config (its rerun trigger)."""
+    return lambda w: json.dumps(
+        {k: ablation_config(w.variant, int(w.seed))[k] for k in keys}, sort_keys=True
+    )
+
+
+def run_model(w):
+    return ablation_config(w.variant, int(w.seed))["model"]
+
+
+def run_pretrained_input(w):
+    return pretrained_input(run_model(w))(w)
+
+
+def model_configs():
+    """The model section of the main run and of every ablation variant."""
+    variants = config["ablations"]["variants"]
+    return [config["model"]] + [
+        ablation_config(v, config["ablations"]["seeds"][0])["model"] for v in variants
+    ]
+
+
+def pretrained_params(wildcards):
+    """What fetching one pretrained folder depends on (geometry is checked by the job that loads it)."""
     keys = ("backbone", "pretrained", "revision")
-    return json.dumps({"model": {k: config["model"][k] for k in keys}}, sort_keys=True)
+    for m in model_configs():
+        path = backbones.pretrained_dir(m)
+        if path and Path(path).name == wildcards.name:
+            return json.dumps({"model": {k: m[k] for k in keys}}, sort_keys=True)
+    raise ValueError(f"no model section of the config asks for {wildcards.name}")
 
 
-def pretrained_input(wildcards=None):
-    """The local directory of model.pretrained (a hub id is fetched there by `pretrained`)."""
-    path = backbones.pretrained_dir(config["model"])
-    return [str(path)] if path else []
+def pretrained_input(model_cfg):
+    """Input function: the local directory of model_cfg's pretrained weights (a hub id is fetched
+    there by the `pretrained` rule); none when it trains from scratch."""
+    path = backbones.pretrained_dir(model_cfg)
+    return lambda w: [str(path)] if path else []
 
 
-def pretrained_arg():
-    return " ".join(f"--pretrained {shlex.quote(p)}" for p in pretrained_input())
+def pretrained_arg(model_cfg):
+    path = backbones.pretrained_dir(model_cfg)
+    return f"--pretrained {shlex.quote(str(path))}" if path else ""
 
 
 def case_table_path():
@@ -78,8 +127,11 @@ def window_stats(wildcards):
 
 
 def all_targets(wildcards):
+    ablations = (
+        ["results/ablations/summary.tsv"] if config["ablations"]["variants"] else []
+    )
     return [
         "results/windows/qc.png",
         "results/export/encoder",
         "results/eval/metrics.json",
-    ]
+    ] + ablations

@@ -10,7 +10,7 @@ rule evaluate:
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
         test=shards("test"),
-        pretrained=pretrained_input,
+        pretrained=pretrained_input(config["model"]),
     output:
         metrics="results/eval/metrics.json",
         plot=report(
@@ -30,8 +30,8 @@ rule evaluate:
     threads: 2
     params:
         cfg=section("model", "train", "evaluate", "signals"),
-        pretrained=pretrained_arg(),
+        pretrained=pretrained_arg(config["model"]),
     shell:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
         " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
-        " --outdir results/eval {params.pretrained} 2> {log:q}"
+        ' --outdir "$(dirname {output.metrics:q})" {params.pretrained} 2> {log:q}'

@@ -13,7 +13,7 @@ rule pretrained:
         "logs/pretrained/{name}.log",
     localrule: True
     params:
-        cfg=pretrained_params(),
+        cfg=pretrained_params,
     shell:
         "python -m pipeline fetch-pretrained --params {params.cfg:q} --out {output:q} 2> {log:q}"
 
@@ -23,7 +23,7 @@ rule pretrain:
         manifest="results/windows/manifest.json",
         train=shards("train"),
         val=shards("val"),
-        pretrained=pretrained_input,
+        pretrained=pretrained_input(config["model"]),
     output:
         model="results/pretrain/model.pt",
         metrics="results/pretrain/metrics.csv",
@@ -47,13 +47,13 @@ rule pretrain:
         gpu=1,
     params:
         cfg=section("model", "train"),
-        pretrained=pretrained_arg(),
+        pretrained=pretrained_arg(config["model"]),
     shell:
         # one process per GPU: torchrun (DDP) when the rule is given more than one GPU
         "launch=python; if [ {resources.gpu} -gt 1 ]; then"
         " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.gpu}'; fi;"
         " $launch -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
-        " --train-shards {input.train:q} --val-shards {input.val:q} --outdir results/pretrain"
+        ' --train-shards {input.train:q} --val-shards {input.val:q} --outdir "$(dirname {output.model:q})"'
         " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) {params.pretrained} 2> {log:q}"
 
 

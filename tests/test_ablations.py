@@ -1,0 +1,87 @@
+"""Ablation configs (pipeline/ablations.py): merging, validation at load time, the summary."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.ablations import merge, run_config, write_summary
+from pipeline.config import ConfigError, validate_config
+from pipeline.tasks import TASKS
+from tests.conftest import REPO
+
+
+def demo_config(**ablations) -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["ablations"] = ablations
+    return validate_config(cfg)
+
+
+def test_merge_overrides_nested_keys_and_replaces_the_rest():
+    base = {"a": 1, "mix": {"x": 0.5, "y": 0.5}, "lst": [1, 2]}
+    out = merge(base, {"mix": {"x": 0.2}, "lst": [3]})
+    assert out == {"a": 1, "mix": {"x": 0.2, "y": 0.5}, "lst": [3]}
+    assert base["mix"] == {"x": 0.5, "y": 0.5}  # the base is not modified
+
+
+def test_run_config_applies_the_variant_and_the_seed_only():
+    cfg = demo_config(seeds=[3, 4], variants={"small_mask": {"train": {"mask_ratio": 0.2}}, "same": {}})
+    run = run_config(cfg, "small_mask", 4)
+    assert run["train"]["mask_ratio"] == 0.2 and run["train"]["seed"] == 4
+    assert run["model"] == cfg["model"] and run["window"] == cfg["window"]
+    assert run["ablations"] == {} and cfg["train"]["mask_ratio"] == 0.4
+    same = run_config(cfg, "same", cfg["train"]["seed"])
+    assert same == dict(cfg, ablations={})
+    with pytest.raises(ConfigError, match="no variant 'nope'"):
+        run_config(cfg, "nope", 0)
+
+
+@pytest.mark.parametrize("override, needle", [
+    ({"model": {"patch_length": 100}}, "model.patch_length"),         # a cross-key (geometry) rule
+    ({"train": {"mask_ratio": 2.0}}, "train.mask_ratio"),             # a schema bound
+    ({"train": {"mask_mix": {"cross": 0.5}}}, "train.mask_mix"),      # merged fractions no longer sum to 1
+    ({"train": {"lerning_rate": 1e-3}}, "lerning_rate"),              # an unknown key
+])
+def test_a_bad_variant_fails_at_load_time_naming_it(override, needle):
+    with pytest.raises(ConfigError) as e:
+        demo_config(seeds=[0], variants={"ok": {}, "broken": override})
+    assert "ablations.variants.broken" in str(e.value) and needle in str(e.value)
+
+
+def test_variant_names_and_sections_are_checked():
+    with pytest.raises(ConfigError, match="ablations.variants"):
+        demo_config(variants={"../escape": {}})
+    with pytest.raises(ConfigError, match="unknown key"):
+        demo_config(variants={"v": {"window": {"length": 512}}})  # only model and train may vary
+
+
+def _fake_run(root, variant, seed, best_val, hr_r2):
+    d = root / "ablations" / variant / f"seed{seed}"
+    (d / "pretrain").mkdir(parents=True)
+    (d / "eval").mkdir(parents=True)
+    (d / "pretrain" / "summary.json").write_text(json.dumps({"best_val": best_val}))
+    rec = {k: {"model": best_val / 2, "window_mean": 1.0} for k in ("random_patches", "ppg_from_ecg", "ecg_from_ppg")}
+    tasks = {"heart_rate_from_ppg": {"results": {"ssl": {"r2": hr_r2, "mae": 3.0}, "random": {"r2": 0.0}}},
+             "age": {"level": "subject"}}  # skipped: no results
+    (d / "eval" / "metrics.json").write_text(json.dumps({"tasks": tasks, "reconstruction": rec}))
+    return d
+
+
+def test_summary_has_one_row_per_run_and_nan_for_skipped_tasks(tmp_path):
+    runs = [_fake_run(tmp_path, "b", 1, 0.9, 0.5), _fake_run(tmp_path, "a", 0, 0.7, 0.8),
+            _fake_run(tmp_path, "b", 0, 1.1, 0.7)]
+    write_summary(runs, tmp_path / "summary.tsv", tmp_path / "summary.png")
+    rows = list(csv.DictReader((tmp_path / "summary.tsv").open(), delimiter="\t"))
+    assert [(r["variant"], r["seed"]) for r in rows] == [("a", "0"), ("b", "0"), ("b", "1")]
+    assert float(rows[1]["best_val_loss"]) == 1.1 and float(rows[2]["recon_ppg_from_ecg_mse"]) == 0.45
+    assert float(rows[0]["heart_rate_from_ppg_r2"]) == 0.8
+    assert np.isnan(float(rows[0]["age_mae"]))
+    assert {f"{t.name}_{t.metric}" for t in TASKS} <= set(rows[0])
+    assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_summary_rejects_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(ValueError, match="not an ablation run folder"):
+        write_summary([tmp_path], tmp_path / "s.tsv", tmp_path / "s.png")

@@ -1,0 +1,88 @@
+# Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
+# runs `python -m pipeline` from the one environment installed from pyproject.toml (README).
+# Ablations (docs/design.md, "Ablations"): each variant of config `ablations.variants`, once per seed
+# of `ablations.seeds`, pretrained, exported and evaluated under results/ablations/{variant}/seed{seed}/
+# by the same rules as the main run (use rule ... with), from the same shards.
+
+
+wildcard_constraints:
+    variant="|".join(re.escape(v) for v in config["ablations"]["variants"]) or "(?!)",
+    seed=r"\d+",
+
+
+use rule pretrain as ablation_pretrain with:
+    input:
+        manifest="results/windows/manifest.json",
+        train=shards("train"),
+        val=shards("val"),
+        pretrained=run_pretrained_input,
+    output:
+        model=f"{ABLATION_RUN}/pretrain/model.pt",
+        metrics=f"{ABLATION_RUN}/pretrain/metrics.csv",
+        summary=f"{ABLATION_RUN}/pretrain/summary.json",
+        loss=f"{ABLATION_RUN}/pretrain/loss.png",
+        recon=f"{ABLATION_RUN}/pretrain/reconstruction.png",
+    log:
+        "logs/ablations/{variant}/seed{seed}/pretrain.log",
+    benchmark:
+        "logs/benchmarks/ablations/{variant}-seed{seed}-pretrain.tsv"
+    params:
+        cfg=run_section("model", "train"),
+        pretrained=lambda w: pretrained_arg(run_model(w)),
+
+
+use rule export as ablation_export with:
+    input:
+        model=f"{ABLATION_RUN}/pretrain/model.pt",
+        manifest="results/windows/manifest.json",
+        metrics=f"{ABLATION_RUN}/pretrain/metrics.csv",
+        summary=f"{ABLATION_RUN}/pretrain/summary.json",
+    output:
+        directory(f"{ABLATION_RUN}/export/encoder"),
+    log:
+        "logs/ablations/{variant}/seed{seed}/export.log",
+
+
+use rule evaluate as ablation_evaluate with:
+    input:
+        encoder=f"{ABLATION_RUN}/export/encoder",
+        model=f"{ABLATION_RUN}/pretrain/model.pt",
+        cases=source_file("resources/{source}/cases.tsv"),
+        train=shards("train"),
+        test=shards("test"),
+        pretrained=run_pretrained_input,
+    output:
+        metrics=f"{ABLATION_RUN}/eval/metrics.json",
+        plot=f"{ABLATION_RUN}/eval/probes.png",
+        table=f"{ABLATION_RUN}/eval/probes.html",
+    log:
+        "logs/ablations/{variant}/seed{seed}/evaluate.log",
+    benchmark:
+        "logs/benchmarks/ablations/{variant}-seed{seed}-evaluate.tsv"
+    params:
+        cfg=run_section("model", "train", "evaluate", "signals"),
+        pretrained=lambda w: pretrained_arg(run_model(w)),
+
+
+rule ablation_summary:
+    input:
+        expand(
+            "results/ablations/{variant}/seed{seed}/{part}",
+            variant=list(config["ablations"]["variants"]),
+            seed=config["ablations"]["seeds"],
+            part=["pretrain/summary.json", "eval/metrics.json"],
+        ),
+    output:
+        tsv="results/ablations/summary.tsv",
+        png=report(
+            "results/ablations/summary.png",
+            caption="../report/ablations.rst",
+            category="Ablations",
+        ),
+    log:
+        "logs/ablations/summary.log",
+    localrule: True
+    params:
+        runs=ablation_run_dirs(),
+    shell:
+        "python -m pipeline ablation-summary --tsv {output.tsv:q} --png {output.png:q} {params.runs} 2> {log:q}"
