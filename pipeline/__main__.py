@@ -98,8 +98,15 @@ def cmd_evaluate(a):
     from pipeline.evaluate import evaluate
 
     p = _params(a)
-    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, p["model"], p["train"], p["evaluate"],
-             p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
+    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, a.labels, p["model"], p["train"], p["evaluate"],
+             p["labels"], p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
+
+
+def cmd_labels(a):
+    from pipeline.io import read_json
+    from pipeline.labels import labels_batch
+
+    labels_batch(read_json(a.download_status), a.shards, _params(a), a.out)
 
 
 def cmd_fetch_pretrained(a):
@@ -157,9 +164,12 @@ def main(argv=None) -> None:
                           _pretrained_arg(s)))
     step("export", cmd_export, "export the best encoder (backbone config.json + model.safetensors, preprocessing, card)",
          "tracks, signals and window as JSON", ["model", "manifest", "metrics", "summary", "out"])
-    step("evaluate", cmd_evaluate, "linear probes of the exported encoder vs baselines; reconstruction quality",
-         "model, train, evaluate and signals as JSON", ["encoder", "model", "cases", "outdir"], ["train-shards", "test-shards"],
+    step("evaluate", cmd_evaluate, "probes of the exported encoder vs baselines on the tasks; reconstruction quality",
+         "model, train, evaluate, signals and labels as JSON", ["encoder", "model", "cases", "outdir"],
+         ["train-shards", "test-shards", "labels"],
          extra=_pretrained_arg)
+    step("labels", cmd_labels, "per-window blood pressure and hypotension-ahead labels of one batch (numeric tracks)",
+         "source, its tracks, labels, window and signals as JSON", ["download-status", "out"], ["shards"])
     step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",
          "the model section as JSON", ["out"])
     s = sub.add_parser("qc", help="data QC plot and table from the manifest")

@@ -17,7 +17,8 @@ from pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["caseid", "subjectid", "name", "split", "batch", "has_ppg", "has_ecg", "duration_s", "age", "sex", "hr_bpm"]
+COLUMNS = ["caseid", "subjectid", "name", "split", "batch", "has_ppg", "has_ecg", "duration_s", "age", "sex", "bmi", "asa",
+           "has_art", "hr_bpm"]
 
 
 def subject_split(subjectid, fractions: dict, salt: str) -> str:

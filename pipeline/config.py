@@ -179,6 +179,12 @@ def check_masks(config: dict) -> None:
         raise ConfigError(f"train.mask_mix: fractions must sum to 1, got {sum(mix.values()):g} ({mix})")
 
 
+def check_labels(config: dict) -> None:
+    for kind, (lo, hi) in config["labels"]["valid_mmHg"].items():
+        if lo >= hi:
+            raise ConfigError(f"labels.valid_mmHg.{kind}: low ({lo}) must be below high ({hi})")
+
+
 def check_ablations(config: dict) -> None:
     from pipeline.ablations import check_ablations as check
 
@@ -195,6 +201,7 @@ RULES = (
     (("model", "window"), check_model),
     (("train", "window"), check_loss),
     (("train",), check_masks),
+    (("labels",), check_labels),
     (("ablations", "source", "model", "train", "window"), check_ablations),  # last: it reruns all of the above per variant
 )
 

@@ -1,14 +1,22 @@
-"""Does self-supervision help? Linear probes on frozen embeddings, and reconstruction quality.
+"""Is the encoder worth anything on what VitalDB is used for? (docs/design.md, "Evaluation")
 
-Probes (scikit-learn ridge / logistic regression, features standardized, fit on the train split,
-scored on the test split) compare, on the same windows:
-  - `ssl`: the exported SSL-trained encoder,
-  - `random`: the same architecture with random weights,
-  - `raw`: simple raw-signal features (moments, amplitude, spectral band powers),
-  - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set).
-Tasks are the rows of `pipeline.tasks.TASKS`; a task without enough labelled windows is skipped
-(logged), e.g. age and sex on the demo, whose case table has none.
-Confidence intervals: 95% percentile intervals from a bootstrap over test subjects.
+Feature sets, all on the same windows and subjects:
+  - `ssl`: the exported SSL-trained encoder (frozen),
+  - `ssl_finetuned`: the same encoder fine-tuned with a multi-task head on the window-level labels
+    of the train split (pipeline/finetune.py; `evaluate.finetune_epochs`),
+  - `supervised`: the same architecture from random weights, trained the same way on the labels,
+  - `random`: the same architecture with random weights (frozen),
+  - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set),
+  - `raw`: features a physiologist would use (pipeline/features.py: spectral-peak heart rate, pulse
+    amplitude, pulse arrival time, moments, band powers).
+Every feature set is probed the same way (pipeline/probes.py: linear probe, regularisation by
+subject-grouped CV) on the train split and scored on the test split (subjects disjoint) for every
+task of `pipeline.tasks.TASKS`, with subject-bootstrap 95% intervals and paired differences SSL -
+baseline on the same draws. Window-level tasks also get a label-efficiency curve (the probe trained on
+1%, 10% and 100% of the train subjects). Subject-level tasks average each subject's window features.
+Embeddings are computed in a stream over the sampled windows (`iter_signals`), so memory follows the
+embedding width, not the windows; fine-tuning holds its labelled train windows (at most
+`evaluate.finetune_max_windows`).
 """
 
 from __future__ import annotations
@@ -23,56 +31,18 @@ import torch
 from pipeline import backbones
 from pipeline.channels import CHANNELS
 from pipeline.embedding import embed_windows
-from pipeline.features import raw_features
+from pipeline.features import RAW_FEATURES, raw_features
 from pipeline.io import write_json, write_text
 from pipeline.masking import patch_mask
 from pipeline.model import Encoder, build_mixer
-from pipeline.plots import pyplot, save_figure
 from pipeline.preprocess import normalize
+from pipeline.probes import bootstrap, fit_probe, predict, score, subset_subjects
 from pipeline.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
-N_BOOT = 300
-
-
-# ----------------------------------------------------------------------------- probes
-def _bootstrap(metric, y, p, groups, rng) -> tuple[float, float]:
-    subjects = np.unique(groups)
-    idx_by = {s: np.flatnonzero(groups == s) for s in subjects}
-    vals = []
-    for _ in range(N_BOOT):
-        pick = np.concatenate([idx_by[s] for s in rng.choice(subjects, len(subjects), replace=True)])
-        if len(np.unique(y[pick])) < 2:  # one class (or one label value) only: the metric is undefined
-            continue
-        vals.append(metric(y[pick], p[pick]))
-    if not vals:
-        return float("nan"), float("nan")
-    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
-
-
-def probe(train_x, train_y, test_x, test_y, test_groups, kind: str, seed: int = 0) -> dict:
-    """Fit a linear probe on train, score on test, with a subject-bootstrap 95% CI."""
-    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-    from sklearn.metrics import mean_absolute_error, r2_score, roc_auc_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    rng = np.random.default_rng(seed)
-    if kind == "regression":
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 4, 15)))
-        model.fit(train_x, train_y)
-        pred = model.predict(test_x)
-        res = {"r2": float(r2_score(test_y, pred)), "mae": float(mean_absolute_error(test_y, pred))}
-        res["r2_ci95"] = list(_bootstrap(r2_score, test_y, pred, test_groups, rng))
-        res["mae_ci95"] = list(_bootstrap(mean_absolute_error, test_y, pred, test_groups, rng))
-    else:
-        model = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=10, max_iter=2000, scoring="neg_log_loss"))
-        model.fit(train_x, train_y)
-        pred = model.predict_proba(test_x)[:, 1]
-        res = {"auroc": float(roc_auc_score(test_y, pred))}
-        res["auroc_ci95"] = list(_bootstrap(roc_auc_score, test_y, pred, test_groups, rng))
-    res.update(n_train=int(len(train_y)), n_test=int(len(test_y)), test_subjects=int(len(np.unique(test_groups))))
-    return res
+FRACTIONS = (0.01, 0.1, 1.0)
+EFFICIENCY_SETS = ("ssl", "random", "raw", "supervised")
+CHUNK = 1024
 
 
 # --------------------------------------------------------------------- reconstruction
@@ -131,7 +101,7 @@ def reconstruction_quality(model, x_raw: np.ndarray, train_cfg: dict, seed: int 
                   "scale": "masked MSE of each window and channel z-scored over all its samples (window_mean scores about 1)"}
 
 
-# ------------------------------------------------------------------------------ driver
+# ------------------------------------------------------------------------------ windows
 def _read_rows(ds, rows: np.ndarray, out: np.ndarray) -> None:
     """out[i] = ds[rows[i]] for sorted `rows`, reading one HDF5 chunk at a time (never the dataset)."""
     step = ds.chunks[0] if ds.chunks else 1024
@@ -146,9 +116,9 @@ def _read_rows(ds, rows: np.ndarray, out: np.ndarray) -> None:
 
 
 def load_split(paths: list[str], max_windows: int, seed: int) -> dict:
-    """A fixed random subset of at most `max_windows` windows of the shards, the same for every
-    feature set. Only the chosen windows are read: memory grows with `max_windows`, not with the
-    number of windows in the shards."""
+    """A fixed random subset of at most `max_windows` windows of the shards (the same for every
+    feature set): their caseid, subjectid, start_s and hr_bpm, and where they are (`_rows`: per
+    shard, the sorted row numbers). `iter_signals` reads their signals."""
     sizes = []
     for p in paths:
         with h5py.File(p, "r") as f:
@@ -159,45 +129,219 @@ def load_split(paths: list[str], max_windows: int, seed: int) -> dict:
     else:
         chosen = np.arange(total)
     edges = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-    data = None
+    meta = {"caseid": [], "subjectid": [], "start_s": [], "hr_bpm": []}
+    rows = []
     for i, p in enumerate(paths):
         lo, hi = np.searchsorted(chosen, edges[i]), np.searchsorted(chosen, edges[i + 1])
         if lo == hi:
             continue
-        rows = chosen[lo:hi] - edges[i]
+        r = chosen[lo:hi] - edges[i]
+        rows.append((p, r))
         with h5py.File(p, "r") as f:
-            if data is None:
-                data = {k: np.empty((len(chosen), *f[k].shape[1:]), f[k].dtype) for k in ("signals", "caseid", "subjectid")}
-            for k in data:
-                _read_rows(f[k], rows, data[k][lo:hi])
-    return data or {"signals": np.empty((0, 2, 0), np.float32), "caseid": np.empty(0, np.int32), "subjectid": np.empty(0, np.int64)}
+            for k in meta:
+                out = np.empty(len(r), f[k].dtype)
+                _read_rows(f[k], r, out)
+                meta[k].append(out)
+    split = {k: np.concatenate(v) if v else np.empty(0) for k, v in meta.items()}
+    split["_rows"] = rows
+    return split
 
 
-def _features(encoders: dict, data: dict, fs: float) -> dict:
-    """{(feature set, channel): [n, F]} for every encoder and the raw features."""
-    out = {}
-    for name, enc in encoders.items():
-        emb = embed_windows(enc, data["signals"])
-        for c, ch in enumerate(CHANNELS):
-            out[(name, ch)] = emb[:, c]
-    raw = raw_features(data["signals"], fs).reshape(len(data["signals"]), len(CHANNELS), -1)
+def iter_signals(split: dict, chunk: int = CHUNK, only: np.ndarray | None = None):
+    """Signals [k, C, L] of the split's windows in order, `chunk` at a time (never all at once);
+    `only`: a boolean mask over the split's windows to read."""
+    start = 0
+    for path, rows in split["_rows"]:
+        keep = np.ones(len(rows), bool) if only is None else only[start : start + len(rows)]
+        start += len(rows)
+        rows = rows[keep]
+        with h5py.File(path, "r") as f:
+            ds = f["signals"]
+            for s in range(0, len(rows), chunk):
+                out = np.empty((len(rows[s : s + chunk]), *ds.shape[1:]), ds.dtype)
+                _read_rows(ds, rows[s : s + chunk], out)
+                yield out
+
+
+def window_labels(split: dict, labels: dict) -> dict[str, np.ndarray]:
+    """The split's per-window label columns (NaN where the label table has no value) plus hr_bpm."""
+    from pipeline.labels import COLUMNS
+
+    cols = {c: np.full(len(split["caseid"]), np.nan) for c in COLUMNS[2:]}
+    for i, (c, s) in enumerate(zip(split["caseid"], split["start_s"])):
+        row = labels.get((int(c), int(round(float(s) * 1000))))
+        if row:
+            for k in cols:
+                cols[k][i] = row[k]
+    cols["hr_bpm"] = np.asarray(split["hr_bpm"], dtype=np.float64)
+    return cols
+
+
+# ----------------------------------------------------------------------------- features
+INPUT_SETS = sorted({t.inputs for t in TASKS})
+
+
+def _blank(x: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
+    """x with the channels outside `inputs` set to zero (an encoder that mixes channels cannot use them)."""
+    if len(inputs) == len(CHANNELS):
+        return x
+    x = x.copy()
     for c, ch in enumerate(CHANNELS):
-        out[("raw", ch)] = raw[:, c]
+        if ch not in inputs:
+            x[:, c] = 0.0
+    return x
+
+
+def compute_features(encoders: dict, split: dict, fs: float) -> dict:
+    """{(feature set, inputs): [n, F]} in a stream over the split: each encoder's embedding of the
+    input channels (mean over their tokens, channels concatenated), and the raw features that use
+    only those channels."""
+    parts: dict = {}
+    raw_cols = {inputs: [i for i, (_, chs) in enumerate(RAW_FEATURES) if set(chs) <= set(inputs)] for inputs in INPUT_SETS}
+    for x in iter_signals(split):
+        raw = raw_features(x, fs)
+        for inputs in INPUT_SETS:
+            parts.setdefault(("raw", inputs), []).append(raw[:, raw_cols[inputs]])
+            xb = _blank(x, inputs)
+            chans = [CHANNELS.index(c) for c in inputs]
+            for name, enc in encoders.items():
+                emb = embed_windows(enc, xb)[:, chans]
+                parts.setdefault((name, inputs), []).append(emb.reshape(len(x), -1))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def per_subject(x: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique subjects, the mean of their rows of x), NaN-aware."""
+    uniq, inv = np.unique(subjects, return_inverse=True)
+    out = np.full((len(uniq), x.shape[1]), np.nan)
+    for i in range(len(uniq)):
+        rows = x[inv == i]
+        with np.errstate(all="ignore"):
+            ok = np.isfinite(rows).any(0)
+            out[i, ok] = np.nanmean(rows[:, ok], axis=0)
+    return uniq, out
+
+
+# ------------------------------------------------------------------------------- probes
+def task_data(task: Task, feats: dict, split: dict, wl: dict, rows: dict, name: str):
+    """(x, y, groups) of one task and feature set on one split; rows with an undefined label left out."""
+    x = feats[(name, task.inputs)]
+    if task.level == "window":
+        y, groups = task.label(wl), np.asarray(split["subjectid"])
+    else:
+        groups, x = per_subject(x, np.asarray(split["subjectid"]))
+        first_case = {}
+        for c, s in zip(split["caseid"], split["subjectid"]):
+            first_case.setdefault(s, int(c))
+        y = task.label([rows.get(first_case[s], {}) for s in groups])
+    ok = np.isfinite(y)
+    return x[ok], y[ok], groups[ok]
+
+
+def _usable(task: Task, y_tr, g_tr, y_te, g_te) -> str | None:
+    """None, or why the task cannot be probed here."""
+    if len(y_tr) < 10 or len(np.unique(g_tr)) < 2:
+        return f"too few labelled train rows ({len(y_tr)} from {len(np.unique(g_tr))} subjects)"
+    if len(np.unique(g_te)) < 2:
+        return f"too few labelled test subjects ({len(np.unique(g_te))})"
+    if task.kind == "classification" and (len(np.unique(y_tr)) < 2 or len(np.unique(y_te)) < 2):
+        return "one class only in the train or the test split"
+    return None
+
+
+def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict, wl: dict, rows: dict, seed: int) -> dict:
+    x0, y_tr, g_tr = task_data(task, feats["train"], train, wl["train"], rows, sets[0])
+    _, y_te, g_te = task_data(task, feats["test"], test, wl["test"], rows, sets[0])
+    out = {"level": task.level, "kind": task.kind, "metric": task.metric, "inputs": list(task.inputs),
+           "description": task.description, "n_train": int(len(y_tr)), "n_test": int(len(y_te)),
+           "n_train_subjects": int(len(np.unique(g_tr))), "n_test_subjects": int(len(np.unique(g_te)))}
+    why = _usable(task, y_tr, g_tr, y_te, g_te)
+    if why:
+        log.warning("task %s skipped: %s", task.name, why)
+        return out | {"skipped": why}
+    preds, models = {}, {}
+    for name in sets:
+        x_tr, _, _ = task_data(task, feats["train"], train, wl["train"], rows, name)
+        x_te, _, _ = task_data(task, feats["test"], test, wl["test"], rows, name)
+        models[name] = fit_probe(x_tr, y_tr, g_tr, task.kind, seed)
+        preds[name] = predict(models[name], x_te, task.kind)
+    results, paired = bootstrap(y_te, preds, g_te, task.kind, seed)
+    out.update(results=results, paired=paired)
+    if task.kind == "classification":
+        from sklearn.metrics import roc_curve
+
+        out["_roc"] = {name: roc_curve(y_te, p)[:2] for name, p in preds.items()}
+    if task.level == "window":
+        out["label_efficiency"] = label_efficiency(task, [s for s in EFFICIENCY_SETS if s in sets], feats, train, test, wl,
+                                                   rows, y_tr, g_tr, y_te, seed, results)
+    log.info("task %s: %s", task.name, {n: round(r[task.metric], 4) for n, r in results.items()})
     return out
 
 
-def _labels(task: Task, data: dict, rows: dict, fs: float) -> np.ndarray:
-    if task.level == "window":
-        return task.label(data["signals"], fs)
-    return task.label([rows.get(int(c), {}) for c in data["caseid"]])
+def label_efficiency(task, sets, feats, train, test, wl, rows, y_tr, g_tr, y_te, seed, full: dict) -> dict:
+    """The main metric with the probe trained on a fraction of the train subjects (same draw for
+    every set); at 100% it is the main probe's (`full`)."""
+    out = {"fractions": list(FRACTIONS), "n_subjects": [], "results": {name: [] for name in sets}}
+    for frac in FRACTIONS:
+        mask = subset_subjects(g_tr, y_tr, frac, task.kind, seed)
+        out["n_subjects"].append(int(len(np.unique(g_tr[mask]))) if mask is not None else 0)
+        for name in sets:
+            if mask is not None and mask.all():
+                out["results"][name].append(full[name][task.metric])
+                continue
+            if mask is None:
+                out["results"][name].append(float("nan"))
+                continue
+            x_tr, _, _ = task_data(task, feats["train"], train, wl["train"], rows, name)
+            x_te, _, _ = task_data(task, feats["test"], test, wl["test"], rows, name)
+            model = fit_probe(x_tr[mask], y_tr[mask], g_tr[mask], task.kind, seed)
+            out["results"][name].append(score(y_te, predict(model, x_te, task.kind), task.kind)[task.metric])
+    return out
 
 
-def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, model_cfg: dict, train_cfg: dict,
-             eval_cfg: dict, fs: float, outdir, pretrained=None) -> dict:
-    """Probe every task of `pipeline.tasks.TASKS` with every feature set; reconstruction quality.
-    `pretrained`: local directory of the configured pretrained weights (adds that feature set)."""
+# ------------------------------------------------------------------------------ driver
+def _architecture(model_cfg: dict, seed: int) -> Encoder:
+    """The configured architecture with random weights (the same for the `random` set every run)."""
+    torch.manual_seed(seed)
+    b = backbones.build(dict(model_cfg, pretrained=None))
+    return Encoder(b, build_mixer(model_cfg, b.d_model))
+
+
+def labelled_training(encoders: dict, encoder_dir, model_cfg: dict, eval_cfg: dict, train: dict, wl: dict) -> None:
+    """Add `ssl_finetuned` and `supervised` (trained on the window-level labels of the train split)."""
+    from pipeline.export import load_encoder
+    from pipeline.finetune import train_on_labels
+
+    tasks = [t for t in TASKS if t.level == "window"]
+    targets = np.stack([t.label(wl) for t in tasks], axis=1)
+    have = np.isfinite(targets).any(axis=1)
+    if eval_cfg["finetune_epochs"] == 0 or have.sum() < 10:
+        log.warning("fine-tuning and the supervised baseline skipped: %s",
+                    "evaluate.finetune_epochs is 0" if eval_cfg["finetune_epochs"] == 0 else f"{int(have.sum())} labelled train windows")
+        return
+    idx = np.flatnonzero(have)
+    if len(idx) > eval_cfg["finetune_max_windows"]:
+        idx = np.sort(np.random.default_rng(eval_cfg["seed"]).choice(idx, eval_cfg["finetune_max_windows"], replace=False))
+    only = np.zeros(len(have), bool)
+    only[idx] = True
+    signals = np.concatenate(list(iter_signals(train, only=only)))
+    kinds = [t.kind for t in tasks]
+    common = dict(epochs=eval_cfg["finetune_epochs"], batch_size=eval_cfg["finetune_batch_size"], seed=eval_cfg["seed"])
+    log.info("training on labels: %d windows, tasks %s", len(idx), [t.name for t in tasks])
+    encoders["ssl_finetuned"], _ = train_on_labels(load_encoder(encoder_dir), signals, targets[idx], kinds,
+                                                   lr=eval_cfg["finetune_lr"], desc="fine-tuning", **common)
+    encoders["supervised"], _ = train_on_labels(_architecture(model_cfg, eval_cfg["seed"] + 1), signals, targets[idx], kinds,
+                                                lr=eval_cfg["supervised_lr"], desc="supervised", **common)
+
+
+def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, label_paths, model_cfg: dict, train_cfg: dict,
+             eval_cfg: dict, labels_cfg: dict, fs: float, outdir, pretrained=None) -> dict:
+    """Probe every task of `pipeline.tasks.TASKS` with every feature set; reconstruction quality;
+    metrics.json, plots and the HTML report. `pretrained`: local directory of the configured
+    pretrained weights (adds that feature set)."""
     from pipeline.cases import read_table
     from pipeline.export import load_encoder, load_trained
+    from pipeline.labels import read_labels
 
     outdir = Path(outdir)
     seed = eval_cfg["seed"]
@@ -205,87 +349,32 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, mod
     test = load_split(test_shards, eval_cfg["max_windows"], seed + 1)
     if len(train["caseid"]) == 0 or len(test["caseid"]) == 0:
         raise ValueError("evaluation needs windows in both the train and the test split (see results/windows/manifest.json)")
-    log.info("evaluating on %d train and %d test windows (%d test subjects)", len(train["caseid"]), len(test["caseid"]),
-             len(np.unique(test["subjectid"])))
-
-    # ssl: the exported encoder (backbone + channel mixer, if any); random: the same architecture with
-    # random weights; pretrained: the configured backbone as published (no mixer: it has none).
-    encoders = {"ssl": load_encoder(encoder_dir)}
-    torch.manual_seed(seed)
-    rnd = backbones.build(dict(model_cfg, pretrained=None))
-    encoders["random"] = Encoder(rnd, build_mixer(model_cfg, rnd.d_model))
-    if pretrained is not None:
-        encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained))
-    feats = {"train": _features(encoders, train, fs), "test": _features(encoders, test, fs)}
-    sets = list(encoders) + ["raw"]
+    log.info("evaluating on %d train and %d test windows (%d / %d subjects)", len(train["caseid"]), len(test["caseid"]),
+             len(np.unique(train["subjectid"])), len(np.unique(test["subjectid"])))
+    labels = read_labels(label_paths)
+    wl = {"train": window_labels(train, labels), "test": window_labels(test, labels)}
     rows = {r["caseid"]: r for r in read_table(case_table)}
 
-    results = {"feature_sets": sets, "tasks": {}}
+    encoders = {"ssl": load_encoder(encoder_dir)}
+    labelled_training(encoders, encoder_dir, model_cfg, eval_cfg, train, wl["train"])
+    encoders["random"] = _architecture(model_cfg, seed)
+    if pretrained is not None:
+        encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained))
+    sets = list(encoders) + ["raw"]
+    feats = {"train": compute_features(encoders, train, fs), "test": compute_features(encoders, test, fs)}
+
+    results = {"feature_sets": sets, "tasks": {}, "labels": labels_cfg,
+               "n_windows": {"train": int(len(train["caseid"])), "test": int(len(test["caseid"]))}}
     for task in TASKS:
-        y_tr, y_te = _labels(task, train, rows, fs), _labels(task, test, rows, fs)
-        a, b = np.isfinite(y_tr), np.isfinite(y_te)
-        results["tasks"][task.name] = {"kind": task.kind, "level": task.level, "inputs": list(task.inputs),
-                                       "description": task.description, "train_labelled": int(a.sum()), "test_labelled": int(b.sum())}
-        if a.sum() < 10 or b.sum() < 10 or (task.kind == "classification" and (len(np.unique(y_te[b])) < 2 or len(np.unique(y_tr[a])) < 2)):
-            log.warning("probe %s skipped: too few labelled windows (train %d, test %d)", task.name, a.sum(), b.sum())
-            continue
-
-        def x(split, name):
-            return np.concatenate([feats[split][(name, ch)] for ch in task.inputs], axis=1)
-
-        results["tasks"][task.name]["results"] = {
-            name: probe(x("train", name)[a], y_tr[a], x("test", name)[b], y_te[b], test["subjectid"][b], task.kind, seed)
-            for name in sets
-        }
-    results["reconstruction"] = reconstruction_quality(load_trained(model_path), test["signals"], train_cfg, seed)
+        results["tasks"][task.name] = probe_task(task, sets, feats, train, test, wl, rows, seed)
+    test_signals = np.concatenate(list(iter_signals(test, only=np.arange(len(test["caseid"])) < eval_cfg["reconstruction_windows"])))
+    results["reconstruction"] = reconstruction_quality(load_trained(model_path), test_signals, train_cfg, seed)
+    rocs = {t: r.pop("_roc") for t, r in results["tasks"].items() if "_roc" in r}
     write_json(outdir / "metrics.json", results)
-    plot_probes(results, outdir / "probes.png")
-    write_text(outdir / "probes.html", probes_html(results))
+    from pipeline.eval_report import plot_effects, plot_label_efficiency, plot_roc, report_html
+
+    plot_effects(results, outdir / "probes.png")
+    plot_roc(rocs, results, outdir / "roc.png")
+    plot_label_efficiency(results, outdir / "label_efficiency.png")
+    write_text(outdir / "probes.html", report_html(results))
     return results
-
-
-def plot_probes(results: dict, path: Path) -> None:
-    plt = pyplot()
-
-    tasks = [t for t, r in results["tasks"].items() if "results" in r]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        res = results["tasks"][task]["results"]
-        key = "auroc" if "auroc" in next(iter(res.values())) else "r2"
-        names = list(res)
-        vals = [res[n][key] for n in names]
-        lo = [res[n][key] - res[n][f"{key}_ci95"][0] for n in names]
-        hi = [res[n][f"{key}_ci95"][1] - res[n][key] for n in names]
-        ax.bar(names, vals, yerr=np.nan_to_num([lo, hi]), capsize=4, color=["C0", "C7", "C2", "C1"][: len(names)])
-        ax.set_title(task.replace("_", " "), fontsize=10)
-        ax.set_ylabel(key.upper() if key == "auroc" else "R² (test)")
-        ax.axhline(0.5 if key == "auroc" else 0.0, color="k", lw=0.6)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-
-
-def probes_html(results: dict) -> str:
-    rows = []
-    for task, res in ((t, r["results"]) for t, r in results["tasks"].items() if "results" in r):
-        for name, r in res.items():
-            if "auroc" in r:
-                score = f"AUROC {r['auroc']:.3f} [{r['auroc_ci95'][0]:.3f}, {r['auroc_ci95'][1]:.3f}]"
-            else:
-                score = (f"R² {r['r2']:.3f} [{r['r2_ci95'][0]:.3f}, {r['r2_ci95'][1]:.3f}]; "
-                         f"MAE {r['mae']:.2f} [{r['mae_ci95'][0]:.2f}, {r['mae_ci95'][1]:.2f}]")
-            rows.append(f"<tr><td>{task}</td><td>{name}</td><td>{score}</td><td>{r['n_train']}</td><td>{r['n_test']}</td><td>{r['test_subjects']}</td></tr>")
-    rec = results["reconstruction"]
-    what = {"random_patches": f"random patches ({rec['mask_ratio']:.0%} of each channel)", "ppg_from_ecg": "the whole PPG from the ECG",
-            "ecg_from_ppg": "the whole ECG from the PPG"}
-    rec_rows = "".join(f"<tr><td>{what[name]}</td>" + "".join(f"<td>{rec[name][k]:.4f}</td>" if k in rec[name] else "<td></td>"
-                                                              for k in ("model", "window_mean", "linear_interpolation")) + "</tr>"
-                       for name in RECONSTRUCTION_TASKS)
-    return (
-        "<html><body><h3>Linear probes (test split; 95% CI from a subject bootstrap)</h3>"
-        "<table border=1 cellpadding=4><tr><th>task</th><th>features</th><th>score</th><th>train windows</th><th>test windows</th><th>test subjects</th></tr>"
-        + "".join(rows) + "</table>"
-        f"<h3>Reconstruction of masked patches ({rec['windows']} test windows)</h3>"
-        "<p>Masked MSE, each window and channel z-scored over all its samples (filling with the window's mean scores about 1).</p>"
-        "<table border=1 cellpadding=4><tr><th>hidden</th><th>SSL model</th><th>window mean</th><th>linear interpolation</th></tr>"
-        + rec_rows + "</table></body></html>\n"
-    )

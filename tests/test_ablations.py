@@ -57,13 +57,13 @@ def test_variant_names_and_sections_are_checked():
         demo_config(variants={"v": {"window": {"length": 512}}})  # only model and train may vary
 
 
-def _fake_run(root, variant, seed, best_val, hr_r2):
+def _fake_run(root, variant, seed, best_val, hr_mae):
     d = root / "ablations" / variant / f"seed{seed}"
     (d / "pretrain").mkdir(parents=True)
     (d / "eval").mkdir(parents=True)
     (d / "pretrain" / "summary.json").write_text(json.dumps({"best_val": best_val}))
     rec = {k: {"model": best_val / 2, "window_mean": 1.0} for k in ("random_patches", "ppg_from_ecg", "ecg_from_ppg")}
-    tasks = {"heart_rate_from_ppg": {"results": {"ssl": {"r2": hr_r2, "mae": 3.0}, "random": {"r2": 0.0}}},
+    tasks = {"heart_rate_ppg": {"results": {"ssl": {"r2": 0.5, "mae": hr_mae}, "random": {"mae": 9.0}}},
              "age": {"level": "subject"}}  # skipped: no results
     (d / "eval" / "metrics.json").write_text(json.dumps({"tasks": tasks, "reconstruction": rec}))
     return d
@@ -76,7 +76,7 @@ def test_summary_has_one_row_per_run_and_nan_for_skipped_tasks(tmp_path):
     rows = list(csv.DictReader((tmp_path / "summary.tsv").open(), delimiter="\t"))
     assert [(r["variant"], r["seed"]) for r in rows] == [("a", "0"), ("b", "0"), ("b", "1")]
     assert float(rows[1]["best_val_loss"]) == 1.1 and float(rows[2]["recon_ppg_from_ecg_mse"]) == 0.45
-    assert float(rows[0]["heart_rate_from_ppg_r2"]) == 0.8
+    assert float(rows[0]["heart_rate_ppg_mae"]) == 0.8
     assert np.isnan(float(rows[0]["age_mae"]))
     assert {f"{t.name}_{t.metric}" for t in TASKS} <= set(rows[0])
     assert (tmp_path / "summary.png").stat().st_size > 10_000

@@ -8,7 +8,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
 
 from pipeline.embedding import embed_windows
 from pipeline.evaluate import reconstruction_quality

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.evaluate import linear_interpolation_fill, probe
-from pipeline.features import raw_features
-from pipeline.tasks import rpeak_heart_rate
+from pipeline.evaluate import linear_interpolation_fill
 from pipeline.masking import patch_mask
+from pipeline.probes import bootstrap, fit_probe, predict, score, subset_subjects
+from pipeline.tasks import rpeak_heart_rate
 from tests.helpers import windows
 
 
@@ -13,25 +13,84 @@ def groups(n, k=20):
     return np.arange(n) % k
 
 
+def probe(xtr, ytr, xte, yte, kind, gtr=None):
+    model = fit_probe(xtr, ytr, groups(len(ytr)) if gtr is None else gtr, kind)
+    return score(yte, predict(model, xte, kind), kind)
+
+
 def test_probe_recovers_a_linear_relation():
     rng = np.random.default_rng(0)
     w = rng.normal(size=16)
     xtr, xte = rng.normal(size=(600, 16)), rng.normal(size=(300, 16))
-    res = probe(xtr, xtr @ w + 0.1 * rng.normal(size=600), xte, xte @ w + 0.1 * rng.normal(size=300), groups(300), "regression")
-    assert res["r2"] > 0.99 and res["r2_ci95"][0] <= res["r2"] <= res["r2_ci95"][1] + 1e-9
-    assert res["mae"] < 0.15
+    res = probe(xtr, xtr @ w + 0.1 * rng.normal(size=600), xte, xte @ w + 0.1 * rng.normal(size=300), "regression")
+    assert res["r2"] > 0.99 and res["mae"] < 0.15
+    sep = probe(xtr, (xtr[:, 0] > 0).astype(int), xte, (xte[:, 0] > 0).astype(int), "classification")
+    assert sep["auroc"] > 0.95 and sep["auprc"] > 0.9
 
 
 def test_probe_scores_noise_at_chance():
     rng = np.random.default_rng(1)
     xtr, xte = rng.normal(size=(600, 16)), rng.normal(size=(300, 16))
-    res = probe(xtr, rng.normal(size=600), xte, rng.normal(size=300), groups(300), "regression")
-    assert res["r2"] < 0.05
-    ytr, yte = rng.integers(0, 2, 600), rng.integers(0, 2, 300)
-    res = probe(xtr, ytr, xte, yte, groups(300), "classification")
+    assert probe(xtr, rng.normal(size=600), xte, rng.normal(size=300), "regression")["r2"] < 0.05
+    res = probe(xtr, rng.integers(0, 2, 600), xte, rng.integers(0, 2, 300), "classification")
     assert 0.35 < res["auroc"] < 0.65
-    sep = probe(xtr, (xtr[:, 0] > 0).astype(int), xte, (xte[:, 0] > 0).astype(int), groups(300), "classification")
-    assert sep["auroc"] > 0.95
+
+
+def test_grouped_cv_does_not_reward_memorising_subjects():
+    """Each subject has a random label and a random feature fingerprint: only memorising subjects
+    fits the train split. Folds grouped by subject see that it does not carry over and regularise hard;
+    a new subject scores about chance."""
+    rng = np.random.default_rng(2)
+
+    def subjects(n_subj, per, offset):
+        g = np.repeat(np.arange(n_subj) + offset, per)
+        fingerprint, label = rng.normal(size=(n_subj, 40)), rng.normal(size=n_subj)
+        x = fingerprint[g - offset] + 0.3 * rng.normal(size=(len(g), 40))
+        return x, label[g - offset] + 0.1 * rng.normal(size=len(g)), g
+
+    xtr, ytr, gtr = subjects(30, 20, 0)
+    xte, yte, _ = subjects(10, 20, 100)
+    model = fit_probe(xtr, ytr, gtr, "regression")
+    assert model.named_steps["model"].alpha >= 100
+    assert score(yte, predict(model, xte, "regression"), "regression")["r2"] < 0.1
+
+
+def test_scores_equal_scikit_learn():
+    from sklearn.metrics import average_precision_score, mean_absolute_error, r2_score, roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=300)
+    p = y + rng.normal(size=300)
+    s = score(y, p, "regression")
+    assert s["mae"] == pytest.approx(mean_absolute_error(y, p)) and s["r2"] == pytest.approx(r2_score(y, p))
+    yc = (rng.uniform(size=300) < 0.2).astype(float)
+    pc = np.round(yc * 0.5 + rng.uniform(size=300), 1)  # ties in the scores
+    s = score(yc, pc, "classification")
+    assert s["auroc"] == pytest.approx(roc_auc_score(yc, pc)) and s["auprc"] == pytest.approx(average_precision_score(yc, pc))
+    assert np.isnan(score(np.ones(5), np.arange(5.0), "classification")["auroc"])
+
+
+def test_bootstrap_pairs_the_draws():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(15), 30)
+    y = rng.normal(size=len(g))
+    good, bad = y + 0.1 * rng.normal(size=len(g)), rng.normal(size=len(g))
+    res, paired = bootstrap(y, {"ssl": good, "same": good.copy(), "noise": bad}, g, "regression", seed=0)
+    assert paired["ssl-same"]["r2"] == 0 and paired["ssl-same"]["r2_ci95"] == [0.0, 0.0]  # same draws, same predictions
+    assert paired["ssl-noise"]["r2_ci95"][0] > 0.5 and paired["ssl-noise"]["mae_ci95"][1] < 0
+    lo, hi = res["ssl"]["r2_ci95"]
+    assert lo <= res["ssl"]["r2"] <= hi and res["ssl"]["n_boot"] > 400
+    yc = (y > 0).astype(float)
+    res, paired = bootstrap(yc, {"ssl": good, "noise": bad}, g, "classification", seed=0)
+    assert res["ssl"]["auroc"] > 0.9 and paired["ssl-noise"]["auroc_ci95"][0] > 0.2
+
+
+def test_subset_subjects_keeps_whole_subjects_and_both_classes():
+    g = np.repeat(np.arange(200), 3)
+    y = (g % 10 == 0).astype(float)  # few positive subjects
+    m = subset_subjects(g, y, 0.01, "classification", seed=0)
+    assert len(np.unique(g[m])) == 2 and set(y[m]) == {0.0, 1.0} and m.sum() == 6
+    assert subset_subjects(g, y, 1.0, "classification", 0).all()
 
 
 def test_rpeak_heart_rate_matches_the_known_rate():
@@ -39,12 +98,6 @@ def test_rpeak_heart_rate_matches_the_known_rate():
         est = rpeak_heart_rate(windows(6, hr=hr)[:, 1], 125)
         assert np.all(np.abs(est - hr) < 0.05 * hr + 1), (hr, est)
     assert np.isnan(rpeak_heart_rate(np.zeros((2, 1024)), 125)).all()
-
-
-def test_raw_features_shape_and_band_power():
-    x = windows(4)
-    f = raw_features(x, 125)
-    assert f.shape == (4, 2 * 14) and np.isfinite(f).all()
 
 
 def test_linear_interpolation_is_exact_on_lines():
@@ -55,33 +108,42 @@ def test_linear_interpolation_is_exact_on_lines():
     torch.testing.assert_close(linear_interpolation_fill(x, mask, 64), x)
 
 
-def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_path, config):
-    """A case table with age and sex: those probes run; model.pretrained set: a 4th feature set."""
+def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
+    """Labels for every task, a case table with traits, model.pretrained set: every task is scored by
+    every feature set (fine-tuned and supervised included), with the output contract of metrics.json."""
     import json
 
     from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
 
+    from pipeline.backbones import build
     from pipeline.cases import write_table
     from pipeline.evaluate import evaluate
     from pipeline.export import export_encoder
-    from pipeline.backbones import build
+    from pipeline.labels import COLUMNS
+    from pipeline.tasks import TASKS
     from pipeline.train import pretrain
     from pipeline.windows import build_manifest
     from tests.helpers import TINY_MODEL, TINY_TRAIN, write_shard
 
-    # a local "pretrained" TTM with the tiny geometry (saved as the hub model is: ForPrediction)
     torch.manual_seed(3)
     TinyTimeMixerForPrediction(build(TINY_MODEL).config).save_pretrained(tmp_path / "ttm")
     model_cfg = dict(TINY_MODEL, pretrained=str(tmp_path / "ttm"))
 
-    rows, train, test = [], [], []
-    for caseid in range(1, 13):
-        split = "test" if caseid > 8 else "train"
-        path = write_shard(tmp_path / split / f"shard-{caseid:04d}.h5", windows(8, hr=55 + 5 * caseid, seed=caseid), caseid=caseid)
+    rows, train, test, label_rows = [], [], [], []
+    for caseid in range(1, 17):
+        split = "test" if caseid > 10 else "train"
+        hr = 50 + 5 * (caseid % 8)  # both classes of every threshold below in both splits
+        path = write_shard(tmp_path / split / f"shard-{caseid:04d}.h5", windows(8, hr=hr, seed=caseid), caseid=caseid)
         (test if split == "test" else train).append(str(path))
         rows.append({"caseid": caseid, "subjectid": caseid, "split": split, "batch": 0, "age": 30 + 3 * caseid,
-                     "sex": "F" if caseid % 2 else "M"})
+                     "sex": "F" if caseid % 2 else "M", "bmi": 20 + caseid % 5, "asa": 1 + caseid % 4})
+        for k in range(8):
+            bp = 60 + 0.5 * hr + k  # tied to the heart rate, so the features can find it
+            label_rows.append([caseid, f"{k * 8.192:.3f}", f"{bp:.2f}", f"{bp + 40:.2f}", f"{bp - 20:.2f}",
+                               str(int(hr > 80)), str(int(hr > 75)), "" if k == 0 else str(int(hr > 70))])
     write_table(tmp_path / "cases.tsv", rows)
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("\t".join(COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in label_rows))
     pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, test, tmp_path / "pre", "d", pretrained=tmp_path / "ttm")
     stats = tmp_path / "stats.json"
     stats.write_text(json.dumps({"1": {"split": "train", "cut": 8, "kept": 8, "rejected": {}}}))
@@ -90,33 +152,47 @@ def test_evaluate_on_a_real_source_adds_age_sex_and_the_pretrained_baseline(tmp_
     params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"]}
     export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json", params, tmp_path / "encoder")
 
-    res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", model_cfg,
-                   dict(TINY_TRAIN), {"max_windows": 1000, "seed": 0}, 125, tmp_path / "eval", pretrained=tmp_path / "ttm")
-    assert res["feature_sets"] == ["ssl", "random", "pretrained", "raw"]
-    assert {t for t, r in res["tasks"].items() if "results" in r} == {"heart_rate_from_ppg", "heart_rate_from_ppg+ecg", "age", "sex"}
-    assert set(res["tasks"]["sex"]["results"]["ssl"]) >= {"auroc", "auroc_ci95", "n_test", "test_subjects"}
-    assert res["tasks"]["age"]["results"]["raw"]["test_subjects"] == 4
-    assert (tmp_path / "eval" / "probes.png").stat().st_size > 0 and "AUROC" in (tmp_path / "eval" / "probes.html").read_text()
+    eval_cfg = dict(config["evaluate"], finetune_epochs=1)
+    res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", [labels], model_cfg,
+                   dict(TINY_TRAIN), eval_cfg, config["labels"], 125, tmp_path / "eval", pretrained=tmp_path / "ttm")
+    assert res["feature_sets"] == ["ssl", "ssl_finetuned", "supervised", "random", "pretrained", "raw"]
+    assert set(res["tasks"]) == {t.name for t in TASKS}
+    for task in TASKS:
+        r = res["tasks"][task.name]
+        assert r["level"] == task.level and r["kind"] == task.kind and r["n_test_subjects"] == 6, task.name
+        assert set(r["results"]) == set(res["feature_sets"]), task.name
+        for fs, m in r["results"].items():
+            assert set(task.metrics) | {f"{k}_ci95" for k in task.metrics} <= set(m), (task.name, fs)
+        assert set(r["paired"]) == {f"ssl-{fs}" for fs in res["feature_sets"][1:]}
+        d = r["paired"]["ssl-raw"]
+        assert d[task.metric] == pytest.approx(r["results"]["ssl"][task.metric] - r["results"]["raw"][task.metric])
+    assert res["tasks"]["hypotension_15min"]["n_test"] == 6 * 7  # the undefined first window of each case is left out
+    assert res["tasks"]["map_mmHg"]["results"]["raw"]["r2"] > 0.5  # the raw heart rate carries the planted BP
+    eff = res["tasks"]["map_mmHg"]["label_efficiency"]
+    assert eff["n_subjects"] == [2, 2, 10] and len(eff["results"]["ssl"]) == 3
+    for f in ("probes.png", "roc.png", "label_efficiency.png"):
+        assert (tmp_path / "eval" / f).stat().st_size > 5000, f
+    html = (tmp_path / "eval" / "probes.html").read_text()
+    assert "hypotension_10min" in html and "paired difference" in html and "the whole PPG from the ECG" in html
     rec = res["reconstruction"]
     assert set(rec["random_patches"]) == {"model", "window_mean", "linear_interpolation"}
     for name in ("ppg_from_ecg", "ecg_from_ppg"):
         assert set(rec[name]) == {"model", "window_mean"} and rec[name]["window_mean"] == pytest.approx(1.0, abs=1e-3)
-    assert "the whole PPG from the ECG" in (tmp_path / "eval" / "probes.html").read_text()
 
 
 def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):
     """The same subset as selecting from everything, but the signals are read chunk by chunk:
-    never a whole dataset (peak memory follows max_windows, not the shards)."""
+    never a whole dataset (peak memory follows the chunk, not the shards)."""
     import h5py
 
-    from pipeline.evaluate import load_split
+    from pipeline.evaluate import iter_signals, load_split
     from tests.helpers import write_shard
 
     paths = []
     for i, n in enumerate((150, 0, 97, 130)):
         sig = np.random.default_rng(i).normal(size=(n, 2, 1024)).astype(np.float32)
         paths.append(str(write_shard(tmp_path / f"s{i}.h5", sig, caseid=i + 1, chunk=16)))
-    everything = {k: np.concatenate([h5py.File(p)[k][()] for p in paths]) for k in ("signals", "caseid", "subjectid")}
+    everything = {k: np.concatenate([h5py.File(p)[k][()] for p in paths]) for k in ("signals", "caseid", "subjectid", "start_s")}
     reads = []
     real = h5py.Dataset.__getitem__
 
@@ -128,8 +204,13 @@ def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     got = load_split(paths, 40, seed=5)
     keep = np.sort(np.random.default_rng(5).choice(377, 40, replace=False))
-    for k in everything:
+    for k in ("caseid", "subjectid", "start_s"):
         np.testing.assert_array_equal(got[k], everything[k][keep])
-    assert reads and max(reads) <= 16  # one chunk at a time
+    assert not reads  # choosing reads no signal
+    chunks = list(iter_signals(got, chunk=8))
+    np.testing.assert_array_equal(np.concatenate(chunks), everything["signals"][keep])
+    assert max(len(c) for c in chunks) <= 8 and reads and max(reads) <= 16  # one HDF5 chunk at a time
+    only = np.arange(40) % 3 == 0
+    np.testing.assert_array_equal(np.concatenate(list(iter_signals(got, only=only))), everything["signals"][keep][only])
     small = load_split(paths, 1000, seed=5)
-    np.testing.assert_array_equal(small["signals"], everything["signals"])  # fewer windows than the cap: all of them
+    np.testing.assert_array_equal(np.concatenate(list(iter_signals(small))), everything["signals"])

@@ -59,7 +59,8 @@ class Source:
     def case_rows(self) -> list[dict]:
         """Rows of the case table (before split/batch): caseid (int), subjectid, name (the source's
         own id of the case), has_ppg / has_ecg (True, False, or None = not known before fetching),
-        duration_s, age, sex, hr_bpm ('' where unknown)."""
+        duration_s, age, sex, bmi, asa (ASA class), has_art (the case has the arterial-pressure
+        numeric track: True or False), hr_bpm ('' where unknown)."""
         raise NotImplementedError
 
     def session(self):
@@ -80,6 +81,13 @@ class Source:
         missing, or if the recording spans more than `max_span_s` seconds (checked before any dense
         array is allocated)."""
         raise NotImplementedError
+
+    def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{name: (times_s, values)} (float64, sorted by time, non-finite values dropped) for each of
+        `names` that the case has as a numeric track; a name it lacks is absent. `times_s` is on the
+        clock of `read_tracks` (0 = sample 0 of the wave tracks). By default the source has no
+        numeric tracks: {}."""
+        return {}
 
     def settings_digest(self) -> str:
         """Digest of the settings that decide a fetched file's content: the source and its section

@@ -1,5 +1,5 @@
 """What the sources of `.vital` files share (demo, vitaldb, local): validation, reading tracks at
-their native rates on VitalDB's clock, and VitalDB's clinical and track tables."""
+their native rates and numeric tracks on VitalDB's clock, and VitalDB's clinical and track tables."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pipeline.sources import Source, Track, require_tracks
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+ART_MBP_TRACK = "Solar8000/ART_MBP"  # the arterial line's mean pressure: a case's `has_art`
 
 
 class VitalFileSource(Source):
@@ -72,8 +73,40 @@ class VitalFileSource(Source):
             trk.recs = []  # free the parsed records as soon as the dense array exists
         return out
 
+    def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{name: (times_s, values)} float64, for each of `names` the file has as a numeric track
+        (names it lacks are absent; CaseError for a name that is not a numeric track). Records whose
+        value is not finite are dropped; sorted by time (stable: records at one time keep file order).
 
-WAVE = 1  # vitaldb's track type of a waveform
+        `times_s` is on the clock of `read_tracks`: seconds from the `dtstart` vitaldb gives when it
+        loads the wave tracks of `tracks()` only (the header's, widened by their records), found by a
+        header-only load of those tracks, since loading other tracks would widen it by their records
+        too. Values as vitaldb parses them (no gain or offset: vitaldb applies those to waves only)."""
+        import vitaldb
+
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        origin = vitaldb.VitalFile(str(path), track_names=self.tracks(), header_only=True).dtstart
+        vf = vitaldb.VitalFile(str(path), track_names=names)
+        out = {}
+        for name in names:
+            trk = vf.trks.get(name)  # exact names only: vitaldb also matches by suffix
+            if trk is None:
+                continue
+            if trk.type != NUMERIC:
+                raise CaseError(f"track {name} is not a numeric track")
+            dts = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
+            vals = np.fromiter((r["val"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
+            keep = np.isfinite(vals) & np.isfinite(dts)
+            times, vals = dts[keep] - origin, vals[keep]
+            order = np.argsort(times, kind="stable")
+            out[name] = (times[order], vals[order])
+        return out
+
+
+WAVE = 1  # vitaldb's track types: a waveform, a numeric
+NUMERIC = 2
 
 
 def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
@@ -138,8 +171,20 @@ def _place_overlapping(out: np.ndarray, vals: list, lo: np.ndarray, hi: np.ndarr
     out[where] = v[len(v) - 1 - first]
 
 
+def _number(text, kind=float, lo=-np.inf, hi=np.inf):
+    """`text` as `kind` when it is a finite number within [lo, hi], else ''."""
+    try:
+        x = float(text)
+    except (TypeError, ValueError):
+        return ""
+    if not (np.isfinite(x) and lo <= x <= hi) or (kind is int and x != int(x)):
+        return ""
+    return kind(x)
+
+
 def parse_clinical_csv(text: str) -> dict[int, dict]:
-    """VitalDB's clinical table (`/cases` or clinical_data.csv) -> {caseid: row}."""
+    """VitalDB's clinical table (`/cases` or clinical_data.csv) -> {caseid: row}; `bmi` (kg/m2) and
+    `asa` (ASA class 1-6) are numbers or '' (empty, missing or out of range)."""
     out = {}
     for r in csv.DictReader(io.StringIO(text)):
         caseid = int(float(r["caseid"]))
@@ -148,7 +193,8 @@ def parse_clinical_csv(text: str) -> dict[int, dict]:
         except ValueError:
             duration = float("nan")
         out[caseid] = {"caseid": caseid, "subjectid": r.get("subjectid") or caseid, "name": str(caseid),
-                       "duration_s": duration, "age": r.get("age", ""), "sex": r.get("sex", "")}
+                       "duration_s": duration, "age": r.get("age", ""), "sex": r.get("sex", ""),
+                       "bmi": _number(r.get("bmi"), float, 5, 200), "asa": _number(r.get("asa"), int, 1, 6)}
     return out
 
 
@@ -161,10 +207,12 @@ def parse_track_csv(text: str) -> dict[int, set[str]]:
 
 
 def rows_from_vitaldb_csv(clinical: str, tracks_csv: str, ppg_track: str, ecg_track: str) -> list[dict]:
+    """Case rows from the clinical table and the track list; `has_art`: the case has `ART_MBP_TRACK`."""
     cases = parse_clinical_csv(clinical)
     trks = parse_track_csv(tracks_csv)
     rows = []
     for caseid, row in cases.items():
         names = trks.get(caseid, set())
-        rows.append({**row, "has_ppg": ppg_track in names, "has_ecg": ecg_track in names, "hr_bpm": ""})
+        rows.append({**row, "has_ppg": ppg_track in names, "has_ecg": ecg_track in names,
+                     "has_art": ART_MBP_TRACK in names, "hr_bpm": ""})
     return rows

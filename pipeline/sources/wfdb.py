@@ -17,7 +17,8 @@ the record path relative to root, so a caseid can always be mapped back to its r
 is the `pXXXXXX` folder of the record (p000020 -> subjectid 20); a record outside such a folder is
 an error, since the split must keep a subject's records together. Headers are not read when the
 table is built (a MIMIC release has tens of thousands), so has_ppg / has_ecg are None (known at
-fetch time) and duration_s, age, sex and hr_bpm are ''.
+fetch time) and duration_s, age, sex, bmi, asa, has_art and hr_bpm are ''. The source has no
+numeric tracks (`read_numerics` gives {}).
 
 Fetching a case copies no signal data: the case file `<caseid>.json` is a pointer
 `{"record": <absolute record path without extension>, "name": <path relative to root>}`.
@@ -48,6 +49,7 @@ from pipeline.sources import Source, Track, require_tracks
 log = logging.getLogger(__name__)
 
 SUBJECT_RE = re.compile(r"p(\d+)")
+_said_no_numerics = False  # read_numerics logs once per process
 
 
 def _read_records_file(path: Path) -> list[str]:
@@ -177,7 +179,7 @@ class WFDBSource(Source):
         log.info("wfdb: %d records under %s, %d numerics records left out", len(names), root, len(names) - len(waveforms))
         return [
             {"caseid": i, "subjectid": subject_of(name), "name": name, "has_ppg": None, "has_ecg": None,
-             "duration_s": "", "age": "", "sex": "", "hr_bpm": ""}
+             "duration_s": "", "age": "", "sex": "", "bmi": "", "asa": "", "has_art": "", "hr_bpm": ""}
             for i, name in enumerate(waveforms, start=1)
         ]
 
@@ -208,6 +210,14 @@ class WFDBSource(Source):
             if not any(seg.sig_len is None or seg.sig_len > 0 for seg in found[name]):
                 raise CaseError(f"track {name} has no data")
         _check_data_files(Path(record).parent, [seg for _, seg in _data_segments(header)], tracks)
+
+    def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{}: the source reads waveform records only (numerics records are left out, module docstring)."""
+        global _said_no_numerics
+        if not _said_no_numerics:
+            log.info("wfdb: this source has no numeric tracks (numerics records are not read); %s left out", ", ".join(names) or "none")
+            _said_no_numerics = True
+        return super().read_numerics(path, names)
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
         import wfdb

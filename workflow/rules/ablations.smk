@@ -50,17 +50,20 @@ use rule evaluate as ablation_evaluate with:
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
         test=shards("test"),
+        labels=label_files,
         pretrained=run_pretrained_input,
     output:
         metrics=f"{ABLATION_RUN}/eval/metrics.json",
         plot=f"{ABLATION_RUN}/eval/probes.png",
+        roc=f"{ABLATION_RUN}/eval/roc.png",
+        efficiency=f"{ABLATION_RUN}/eval/label_efficiency.png",
         table=f"{ABLATION_RUN}/eval/probes.html",
     log:
         "logs/ablations/{variant}/seed{seed}/evaluate.log",
     benchmark:
         "logs/benchmarks/ablations/{variant}-seed{seed}-evaluate.tsv"
     params:
-        cfg=run_section("model", "train", "evaluate", "signals"),
+        cfg=run_section("model", "train", "evaluate", "signals", "labels"),
         pretrained=lambda w: pretrained_arg(run_model(w)),
 
 

@@ -122,6 +122,10 @@ def shards(split):
     )
 
 
+def label_files(wildcards):
+    return expand("results/labels/batch-{batch}.tsv", batch=batch_ids())
+
+
 def window_stats(wildcards):
     return expand("results/windows/stats/batch-{batch}.json", batch=batch_ids())
 

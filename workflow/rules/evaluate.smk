@@ -1,6 +1,27 @@
 # Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
 # runs `python -m pipeline` from the one environment installed from pyproject.toml (README).
-# Evaluation of the exported encoder (shown in `snakemake --report`).
+# Labels and the evaluation of the exported encoder (shown in `snakemake --report`).
+
+
+# Per-window labels from the numeric tracks of the files already downloaded (pipeline/labels.py).
+# Its params hold the labels section: editing it reruns labels and the evaluations, nothing upstream.
+rule labels:
+    input:
+        download=source_file("resources/{source}/cases/batch-{batch}.json"),
+        train="results/windows/train/shard-{batch}.h5",
+        val="results/windows/val/shard-{batch}.h5",
+        test="results/windows/test/shard-{batch}.h5",
+    output:
+        "results/labels/batch-{batch}.tsv",
+    log:
+        "logs/labels/batch-{batch}.log",
+    benchmark:
+        "logs/benchmarks/labels/batch-{batch}.tsv"
+    params:
+        cfg=reader_params("labels", "window", "signals"),
+    shell:
+        "python -m pipeline labels --params {params.cfg:q} --download-status {input.download:q}"
+        " --shards {input.train:q} {input.val:q} {input.test:q} --out {output:q} 2> {log:q}"
 
 
 rule evaluate:
@@ -10,12 +31,23 @@ rule evaluate:
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
         test=shards("test"),
+        labels=label_files,
         pretrained=pretrained_input(config["model"]),
     output:
         metrics="results/eval/metrics.json",
         plot=report(
             "results/eval/probes.png",
             caption="../report/probes.rst",
+            category="Evaluation",
+        ),
+        roc=report(
+            "results/eval/roc.png",
+            caption="../report/roc.rst",
+            category="Evaluation",
+        ),
+        efficiency=report(
+            "results/eval/label_efficiency.png",
+            caption="../report/label_efficiency.rst",
             category="Evaluation",
         ),
         table=report(
@@ -29,9 +61,10 @@ rule evaluate:
         "logs/benchmarks/evaluate.tsv"
     threads: 2
     params:
-        cfg=section("model", "train", "evaluate", "signals"),
+        cfg=section("model", "train", "evaluate", "signals", "labels"),
         pretrained=pretrained_arg(config["model"]),
     shell:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
         " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
+        " --labels {input.labels:q}"
         ' --outdir "$(dirname {output.metrics:q})" {params.pretrained} 2> {log:q}'
