@@ -37,7 +37,9 @@ def merge(base: dict, overrides: dict) -> dict:
 
 def run_config(config: dict, variant: str, seed: int) -> dict:
     """The full config of one ablation run: the main config with the variant's overrides and
-    train.seed = seed; it has no ablations of its own."""
+    train.seed = seed; it has no ablations of its own, and its evaluation probes the frozen encoders
+    only (evaluate.finetune_epochs = 0: the summary reads the SSL encoder's metrics; fine-tuning and
+    the supervised baseline belong to the main evaluation)."""
     variants = config["ablations"]["variants"]
     if variant not in variants:
         raise ConfigError(f"ablations.variants: no variant {variant!r} (have {sorted(variants)})")
@@ -46,6 +48,7 @@ def run_config(config: dict, variant: str, seed: int) -> dict:
     for section in SECTIONS:
         cfg[section] = merge(config[section], variants[variant].get(section, {}))
     cfg["train"]["seed"] = int(seed)
+    cfg["evaluate"] = dict(cfg["evaluate"], finetune_epochs=0)
     return cfg
 
 

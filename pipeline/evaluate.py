@@ -307,7 +307,7 @@ def _architecture(model_cfg: dict, seed: int) -> Encoder:
     return Encoder(b, build_mixer(model_cfg, b.d_model))
 
 
-def labelled_training(encoders: dict, encoder_dir, model_cfg: dict, eval_cfg: dict, train: dict, wl: dict) -> None:
+def labelled_training(encoders: dict, encoder_dir, model_cfg: dict, eval_cfg: dict, train: dict, wl: dict, device) -> None:
     """Add `ssl_finetuned` and `supervised` (trained on the window-level labels of the train split)."""
     from pipeline.export import load_encoder
     from pipeline.finetune import train_on_labels
@@ -328,9 +328,9 @@ def labelled_training(encoders: dict, encoder_dir, model_cfg: dict, eval_cfg: di
     kinds = [t.kind for t in tasks]
     common = dict(epochs=eval_cfg["finetune_epochs"], batch_size=eval_cfg["finetune_batch_size"], seed=eval_cfg["seed"])
     log.info("training on labels: %d windows, tasks %s", len(idx), [t.name for t in tasks])
-    encoders["ssl_finetuned"], _ = train_on_labels(load_encoder(encoder_dir), signals, targets[idx], kinds,
+    encoders["ssl_finetuned"], _ = train_on_labels(load_encoder(encoder_dir).to(device), signals, targets[idx], kinds,
                                                    lr=eval_cfg["finetune_lr"], desc="fine-tuning", **common)
-    encoders["supervised"], _ = train_on_labels(_architecture(model_cfg, eval_cfg["seed"] + 1), signals, targets[idx], kinds,
+    encoders["supervised"], _ = train_on_labels(_architecture(model_cfg, eval_cfg["seed"] + 1).to(device), signals, targets[idx], kinds,
                                                 lr=eval_cfg["supervised_lr"], desc="supervised", **common)
 
 
@@ -355,11 +355,13 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
     wl = {"train": window_labels(train, labels), "test": window_labels(test, labels)}
     rows = {r["caseid"]: r for r in read_table(case_table)}
 
-    encoders = {"ssl": load_encoder(encoder_dir)}
-    labelled_training(encoders, encoder_dir, model_cfg, eval_cfg, train, wl["train"])
-    encoders["random"] = _architecture(model_cfg, seed)
+    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    log.info("evaluation device: %s", device)
+    encoders = {"ssl": load_encoder(encoder_dir).to(device)}
+    labelled_training(encoders, encoder_dir, model_cfg, eval_cfg, train, wl["train"], device)
+    encoders["random"] = _architecture(model_cfg, seed).to(device)
     if pretrained is not None:
-        encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained))
+        encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained)).to(device)
     sets = list(encoders) + ["raw"]
     feats = {"train": compute_features(encoders, train, fs), "test": compute_features(encoders, test, fs)}
 

@@ -53,7 +53,7 @@ def export_encoder(model_path, manifest_path, metrics_path, summary_path, params
             "embedding": f"tokens [batch, channel, {b.num_tokens}, {b.d_model}] (first {b.num_patches} = time patches) of "
                          + ("the backbone, then the channel mixer (" + MIXER_CONFIG + ", " + MIXER_WEIGHTS + "; "
                             "pipeline.export.load_encoder loads both)" if b.mixer is not None else "the backbone")
-                         + "; pipeline.export.embed mean-pools the tokens",
+                         + "; pipeline.export.embed pools them per channel: mean, then standard deviation over the tokens -> [batch, channel, 2 d_model]",
             "pipeline_version": __version__,
         }
         (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
@@ -112,7 +112,8 @@ def _load_encoder(encoder_dir: str) -> Encoder:
 
 
 def embed(signals: np.ndarray, encoder_dir: str | Path, batch_size: int = 256) -> np.ndarray:
-    """Embeddings [N, 2, d_model] (mean over tokens) of raw windows signals [N, 2, L]."""
+    """Embeddings [N, 2, 2 d_model] (mean and standard deviation over each channel's tokens,
+    pipeline.embedding.pool) of raw windows signals [N, 2, L]."""
     encoder = _load_encoder(str(Path(encoder_dir).resolve()))
     signals = np.asarray(signals)
     if signals.ndim != 3 or signals.shape[1] != len(CHANNELS) or signals.shape[2] != encoder.context_length:

@@ -33,7 +33,7 @@ def test_run_config_applies_the_variant_and_the_seed_only():
     assert run["model"] == cfg["model"] and run["window"] == cfg["window"]
     assert run["ablations"] == {} and cfg["train"]["mask_ratio"] == 0.4
     same = run_config(cfg, "same", cfg["train"]["seed"])
-    assert same == dict(cfg, ablations={})
+    assert same == dict(cfg, ablations={}, evaluate=dict(cfg["evaluate"], finetune_epochs=0))  # frozen probes only
     with pytest.raises(ConfigError, match="no variant 'nope'"):
         run_config(cfg, "nope", 0)
 

@@ -60,6 +60,10 @@ rule evaluate:
     benchmark:
         "logs/benchmarks/evaluate.tsv"
     threads: 2
+    # embeddings and the labelled training run on the GPU where there is one; on a small machine the
+    # resource also keeps evaluations from competing with pretraining for the same cores
+    resources:
+        gpu=1,
     params:
         cfg=section("model", "train", "evaluate", "signals", "labels"),
         pretrained=pretrained_arg(config["model"]),
