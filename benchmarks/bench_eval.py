@@ -3,7 +3,9 @@ datasets of growing size with `evaluate.max_windows` fixed, each in a fresh proc
 
 The shards hold realistic two-channel windows (demo physiology, tiled with noise); a tiny encoder
 is pretrained for one epoch and exported first, so the measured process runs the real evaluation:
-subset loading, embeddings (SSL and random weights), raw features, labels, probes, reconstruction.
+subset loading, labelled training (fine-tuning and the supervised baseline, one epoch each),
+embeddings of every feature set, raw features, probes, bootstrap, reconstruction. Every window gets
+a synthetic label row (`labels.tsv` per shard), so every window-level task is probed.
 
     python benchmarks/bench_eval.py [--sizes 100000 200000 400000] [--max-windows 20000]
 
@@ -35,21 +37,41 @@ if mode == "load":
     for paths, seed in ((spec["train"], 0), (spec["test"], 1)):
         load_split(paths, spec["max_windows"], seed)
 else:
+    from pipeline.config import validate_params
     from pipeline.evaluate import evaluate
-    evaluate(spec["encoder"], spec["model"], spec["train"], spec["test"], spec["cases"], spec["model_cfg"], spec["train_cfg"],
-             {"max_windows": spec["max_windows"], "seed": 0}, 125, spec["out"])
+    p = validate_params({"evaluate": {"max_windows": spec["max_windows"], "finetune_epochs": 1}, "labels": {}})
+    evaluate(spec["encoder"], spec["model"], spec["train"], spec["test"], spec["cases"], spec["labels"], spec["model_cfg"],
+             spec["train_cfg"], p["evaluate"], p["labels"], 125, spec["out"])
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
 print(json.dumps({"mode": mode, "wall_s": time.perf_counter() - t0, "peak_rss_mb": int(hwm) / 1024}))
 """
 
 
-def write_dataset(root: Path, n_windows: int, per_shard: int = 20000) -> tuple[list[str], list[str]]:
-    """n_windows windows in shards of `per_shard`: 80% train, 20% test, 1 case per 1,000 windows."""
+def write_labels(path: Path, shard: Path, rng) -> None:
+    """A label row for every window of `shard`: blood pressures and hypotension flags at random."""
+    import h5py
+
+    from pipeline.labels import COLUMNS
+
+    with h5py.File(shard, "r") as f:
+        ids, starts = f["caseid"][:], f["start_s"][:]
+    bp = rng.normal(80, 10, len(ids))
+    flags = rng.integers(0, 2, (len(ids), 3))
+    lines = ["\t".join(COLUMNS)] + [f"{c}\t{s:.3f}\t{m:.2f}\t{m + 40:.2f}\t{m - 20:.2f}\t{a}\t{b}\t{d}"
+                                    for c, s, m, (a, b, d) in zip(ids, starts, bp, flags)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_dataset(root: Path, n_windows: int, per_shard: int = 20000) -> tuple[list[str], list[str], list[str]]:
+    """n_windows windows in shards of `per_shard`: 80% train, 20% test, one case (and subject) per
+    1,000 windows; a label table per shard."""
+    import h5py
+
     from tests.helpers import windows, write_shard
 
     base = windows(256, hr=72.0, seed=0)  # realistic beats at 125 Hz
     rng = np.random.default_rng(0)
-    train, test = [], []
+    train, test, labels = [], [], []
     n_test = n_windows // 5
     for i, start in enumerate(range(0, n_windows, per_shard)):
         n = min(per_shard, n_windows - start)
@@ -58,9 +80,19 @@ def write_dataset(root: Path, n_windows: int, per_shard: int = 20000) -> tuple[l
         if not path.exists():
             sig = base[rng.integers(0, len(base), n)] * rng.uniform(0.5, 2.0, (n, 2, 1)).astype(np.float32)
             sig += rng.normal(0, 0.05, sig.shape).astype(np.float32)
-            write_shard(path, sig, caseid=1 + start // 1000)
+            write_shard(path, sig)
+            with h5py.File(path, "r+") as f:  # one case (and subject) per 1,000 windows
+                idx = start + np.arange(n)
+                f["caseid"][:] = 1 + idx // 1000
+                f["subjectid"][:] = 1 + idx // 1000
+                f["start_s"][:] = (idx % 1000) * 8.192
+        label_path = root / "labels" / f"batch-{i:04d}.tsv"
+        if not label_path.exists():
+            label_path.parent.mkdir(parents=True, exist_ok=True)
+            write_labels(label_path, path, rng)
         (test if split == "test" else train).append(str(path))
-    return train, test
+        labels.append(str(label_path))
+    return train, test, labels
 
 
 def prepare_encoder(root: Path, train: list[str], test: list[str]) -> dict:
@@ -103,8 +135,8 @@ def main() -> None:
     for n in a.sizes:
         root = Path(a.workdir) / f"n{n}"
         t0 = time.perf_counter()
-        train, test = write_dataset(root, n)
-        spec = prepare_encoder(root, train, test) | {"train": train, "test": test, "max_windows": a.max_windows,
+        train, test, labels = write_dataset(root, n)
+        spec = prepare_encoder(root, train, test) | {"train": train, "test": test, "labels": labels, "max_windows": a.max_windows,
                                                      "out": str(root / "eval")}
         shard_gb = sum(Path(q).stat().st_size for q in train + test) / 1e9
         print(f"# {n} windows, {shard_gb:.2f} GB of shards ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr)

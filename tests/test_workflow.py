@@ -122,7 +122,7 @@ def test_ablations_share_the_data_stages_and_summarize(demo_run):
 
 def test_two_variants_two_seeds_run_on_one_set_of_shards(tmp_path):
     ablations = {"seeds": [0, 1], "variants": {"base": {}, "mask_0.2": {"train": {"mask_ratio": 0.2}}}}
-    write_config(tmp_path, small=True, ablations=ablations)
+    write_config(tmp_path, small=True, ablations=ablations, train={"epochs": 1})
     r = snakemake(tmp_path, "results/ablations/summary.tsv", "results/pretrain/summary.json", "--cores", "2", "--resources", "gpu=1")
     assert r.returncode == 0, r.stderr[-4000:]
     logs = tmp_path / "logs"
