@@ -351,7 +351,8 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
         raise ValueError("evaluation needs windows in both the train and the test split (see results/windows/manifest.json)")
     log.info("evaluating on %d train and %d test windows (%d / %d subjects)", len(train["caseid"]), len(test["caseid"]),
              len(np.unique(train["subjectid"])), len(np.unique(test["subjectid"])))
-    labels = read_labels(label_paths)
+    wanted = {(int(c), int(round(float(t) * 1000))) for split in (train, test) for c, t in zip(split["caseid"], split["start_s"])}
+    labels = read_labels(label_paths, wanted)  # the sampled windows' rows only
     wl = {"train": window_labels(train, labels), "test": window_labels(test, labels)}
     rows = {r["caseid"]: r for r in read_table(case_table)}
 

@@ -167,12 +167,14 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
     return counts
 
 
-def read_labels(paths: list[str | Path]) -> dict[tuple[int, int], dict[str, float]]:
-    """{(caseid, start in ms): {column: value or NaN}} from label TSVs."""
+def read_labels(paths: list[str | Path], keys: set | None = None) -> dict[tuple[int, int], dict[str, float]]:
+    """{(caseid, start in ms): {column: value or NaN}} from label TSVs; only the rows whose key is in
+    `keys` when given (memory then follows the windows asked for, not the dataset)."""
     out = {}
     for p in paths:
         with open(p, newline="") as f:
             for r in csv.DictReader(f, delimiter="\t"):
                 key = (int(r["caseid"]), int(round(float(r["start_s"]) * 1000)))
-                out[key] = {c: float(r[c]) if r[c] != "" else np.nan for c in COLUMNS[2:]}
+                if keys is None or key in keys:
+                    out[key] = {c: float(r[c]) if r[c] != "" else np.nan for c in COLUMNS[2:]}
     return out

@@ -110,6 +110,7 @@ def test_labels_batch_writes_every_window_of_the_batch(tmp_path, monkeypatch):
     assert counts["windows"] == 35 and counts["no_label_tracks"] == 1
     rows = list(csv.DictReader((tmp_path / "l.tsv").open(), delimiter="\t"))
     assert len(rows) == 35 and list(rows[0]) == COLUMNS
+    assert set(read_labels([tmp_path / "l.tsv"], {(1, 0), (2, 0), (9, 0)})) == {(1, 0), (2, 0)}  # only the rows asked for
     lab = read_labels([tmp_path / "l.tsv"])
     assert lab[(1, 0)]["map_mmHg"] == 80.0 and np.isnan(lab[(2, 0)]["map_mmHg"])
     ms = [round(k * 8.192 * 1000) for k in range(30)]
