@@ -3,8 +3,11 @@
 1. One 4-hour two-track 500 Hz case (written with 1 s records, like VitalDB's files):
    our read + resample + window + QC vs the vitaldb `to_numpy(interval=1/125)` path,
    seconds per case, multiple of real time per core, peak RSS (each in a fresh process); and
-   vitaldb's parse alone (`parse`), the part both paths share.
+   vitaldb's parse alone (`parse`) and our reader with record placement alone (`read`).
 2. Peak RSS of ours on a 12-hour case.
+   Peak RSS of ours on a 24-hour case (signals.max_case_hours), and on a packed file whose stray
+   record 72 h later makes each track one 0.5 GB record: refused at resample, validated at download
+   (and vitaldb's parse of it, for scale).
 3. `snakemake -n` wall time over a synthetic 6,388-case table, and the number of jobs.
 
     python benchmarks/bench_data.py [--workdir benchmarks/out]
@@ -34,17 +37,27 @@ from pipeline.windows import window_case
 import vitaldb
 t0 = time.perf_counter()
 c0 = time.process_time()
-if mode == "ours":
-    signals, sat, attrs = resample_case(path, params)
-    win, starts, hr, stats = window_case(signals, sat, 125, cfg["window"], cfg["quality"])
-    extra = {"windows_cut": stats["cut"], "windows_kept": stats["kept"]}
-elif mode == "vitaldb":
-    vf = vitaldb.VitalFile(path, tracks)
-    x = vf.to_numpy(tracks, 1 / 125)
-    extra = {"samples": int(x.shape[0])}
-else:  # "parse": vitaldb's parse alone, the floor under both paths
-    vf = vitaldb.VitalFile(path, tracks)
-    extra = {"records": sum(len(vf.trks[t].recs) for t in tracks)}
+from pipeline.errors import CaseError
+from pipeline.sources import get_source
+try:
+    if mode == "ours":
+        signals, sat, attrs = resample_case(path, params)
+        win, starts, hr, stats = window_case(signals, sat, 125, cfg["window"], cfg["quality"])
+        extra = {"windows_cut": stats["cut"], "windows_kept": stats["kept"]}
+    elif mode == "read":  # our reader and record placement alone (pipeline/sources/_vitalfile.py)
+        extra = {"samples": [len(t.values) for t in get_source(params).read_tracks(path, 24 * 3600.0)]}
+    elif mode == "validate":  # the download stage's check of a file
+        get_source(params).validate(path)
+        extra = {}
+    elif mode == "vitaldb":
+        vf = vitaldb.VitalFile(path, tracks)
+        x = vf.to_numpy(tracks, 1 / 125)
+        extra = {"samples": int(x.shape[0])}
+    else:  # "parse": vitaldb's parse alone
+        vf = vitaldb.VitalFile(path, tracks)
+        extra = {"records": sum(len(vf.trks[t].recs) for t in tracks)}
+except CaseError as e:
+    extra = {"refused": str(e)}
 wall = time.perf_counter() - t0
 cpu = time.process_time() - c0
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec from the parent
@@ -73,14 +86,44 @@ def make_case(path: Path, hours: float, quantize: bool = True, packed: bool = Tr
     write_vital(path, {"SNUADC/PLETH": ppg, "SNUADC/ECG_II": ecg}, 500, 4102444800.0, packed=packed)
 
 
+def make_stray_case(path: Path) -> None:
+    """61 s at 500 Hz and one more second 72 h later, packed: each track one NaN-filled record of
+    130 M samples (the API's format), 0.5 GB per track once inflated."""
+    import numpy as np
+    import vitaldb
+
+    from pipeline.io import atomic_path
+
+    if path.exists():
+        return
+    rng = np.random.default_rng(2)
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, 4102444800.0, 4102444800.0 + 61
+    for name in ADC_STEP:
+        recs = [{"dt": vf.dtstart + k, "val": rng.normal(size=500).astype(np.float32)} for k in range(61)]
+        recs.append({"dt": vf.dtstart + 72 * 3600 - 1, "val": rng.normal(size=500).astype(np.float32)})
+        vf.add_track(name, recs, srate=500)
+    with atomic_path(path) as tmp:
+        assert vf.to_vital(str(tmp), compresslevel=1, packed=True)
+
+
 def child(mode: str, path: Path, threads: int = 1) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# rules with `localrule: True` in workflow/rules/*.smk (plus `all`): they run where Snakemake runs
-LOCAL_RULES = {"case_table", "download", "manifest", "qc", "all"}
+def local_rules() -> set[str]:
+    """Rules with `localrule: True` in workflow/rules/*.smk, plus `all`: they run where Snakemake runs."""
+    import re
+
+    names = {"all"}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^(?=(?:rule|checkpoint) )", smk.read_text(), flags=re.M):
+            m = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if m and re.search(r"^\s+localrule: True", block, re.M):
+                names.add(m.group(1))
+    return names
 
 
 def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
@@ -116,7 +159,7 @@ def dry_run(workdir: Path, n_cases: int = 6388, batch_size: int = 64) -> dict:
     lines = (prof.stdout + prof.stderr).splitlines()
     groups = sum("Group job" in line for line in lines)
     ungrouped = [line.split()[1].rstrip(":") for line in lines if line.startswith("rule ")]
-    single = sorted(r for r in ungrouped if r not in LOCAL_RULES)
+    single = sorted(r for r in ungrouped if r not in local_rules())
     return {"cases": n_cases, "batch_size": batch_size, "dry_run_s": wall, "jobs": jobs, "slurm_profile_dry_run_s": wall_profile,
             "cluster_jobs": groups + len(single), "cluster_group_jobs": groups, "cluster_single_jobs": single,
             "local_jobs": len(ungrouped) - len(single)}
@@ -138,7 +181,7 @@ def main() -> None:
     # packed = one record per track, as the API serves /1.0.1/<caseid>.vital;
     # unpacked = 1 s records, as in the PhysioNet release's original files.
     suffix = "-float" if a.no_quantize else ""
-    cases = {"4h_packed": (4, True), "4h_unpacked": (4, False), "12h_packed": (12, True)}
+    cases = {"4h_packed": (4, True), "4h_unpacked": (4, False), "12h_packed": (12, True), "24h_packed": (24, True)}
     paths = {}
     for name, (hours, packed) in cases.items():
         paths[name] = wd / f"case-{name}{suffix}.vital"
@@ -147,14 +190,21 @@ def main() -> None:
         print(f"# {paths[name].name}: {paths[name].stat().st_size / 1e6:.0f} MB ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         results[f"file_mb_{name}"] = round(paths[name].stat().st_size / 1e6, 1)
     for name in ("4h_packed", "4h_unpacked"):
-        for mode in ("ours", "vitaldb", "parse"):
+        for mode in ("ours", "vitaldb", "parse", "read"):
             runs = [child(mode, paths[name]) for _ in range(a.repeat)]
             best = min(runs, key=lambda r: r["wall_s"])
             best["realtime_x_per_core"] = 4 * 3600 / best["cpu_s"]
             results[f"{name}_{mode}"] = best
         # the issue's target: ours at least as fast as vitaldb's to_numpy (>= 1.0)
         results[f"{name}_speed_ours_vs_vitaldb"] = round(results[f"{name}_vitaldb"]["wall_s"] / results[f"{name}_ours"]["wall_s"], 2)
-    results["12h_packed_ours"] = child("ours", paths["12h_packed"])
+    for name in ("12h_packed", "24h_packed"):
+        results[f"{name}_ours"] = child("ours", paths[name])
+    # peak RSS bound (<= 1 GB for any input): the stray-record case, at resample (refused) and at download
+    stray = wd / "case-stray-72h-packed.vital"
+    make_stray_case(stray)
+    results["file_mb_stray_72h_packed"] = round(stray.stat().st_size / 1e6, 1)
+    for mode in ("ours", "validate", "parse"):
+        results[f"stray_72h_packed_{mode}"] = child(mode, stray)
     results["dry_run"] = dry_run(wd)
     print(json.dumps(results, indent=2))
 

@@ -216,8 +216,9 @@ def test_on_the_grid_equal_to_vitaldb_with_a_gap(tmp_path, packed):
 
 @pytest.mark.parametrize("packed", [False, True], ids=["records", "packed"])
 def test_on_the_grid_equal_to_vitaldb_integer_samples_with_gain_and_offset(tmp_path, packed):
-    """int16 samples (fmt 5): physical = raw * gain + offset, in float32 as vitaldb; with a gap
-    (a packed file fills it with vitaldb's int16 gap value, which vitaldb does not turn into NaN)."""
+    """int16 samples (fmt 5): physical = raw * gain + offset, in float32 as vitaldb; with a gap.
+    A packed file fills the gap with vitaldb's int16 gap value (-32768), which vitaldb's reader
+    scales into samples (-32768 * gain + offset: -362.5 for this PPG); ours reads it as no data."""
     rng = np.random.default_rng(2)
     vf = vitaldb.VitalFile()
     vf.dgmt, vf.dtstart, vf.dtend = 0, 4102444800.0, 4102444800.0 + 20
@@ -228,8 +229,18 @@ def test_on_the_grid_equal_to_vitaldb_integer_samples_with_gain_and_offset(tmp_p
         trk.fmt, trk.gain, trk.offset = 5, gain, offset
     path = tmp_path / "int16.vital"
     assert vf.to_vital(str(path), packed=packed)
-    assert vitaldb.VitalFile(str(path)).trks[PPG].recs[0]["val"].dtype == np.int16
-    assert_same_as_vitaldb(path)
+    theirs = vitaldb.VitalFile(str(path), [PPG, ECG])
+    assert theirs.trks[PPG].recs[0]["val"].dtype == np.int16
+    if not packed:
+        assert_same_as_vitaldb(path)
+        return
+    gap = slice(5 * FS, 8 * FS)
+    for t in get_source(PARAMS).read_tracks(path):
+        expected = theirs.get_track_samples(t.name, 1 / FS)
+        assert np.all(expected[gap] == np.float32(-32768) * np.float32(theirs.trks[t.name].gain)
+                      + np.float32(theirs.trks[t.name].offset))  # vitaldb: the gap value as a sample
+        expected[gap] = np.nan
+        np.testing.assert_array_equal(t.values, expected)
 
 
 @pytest.mark.parametrize("order", ["overlapping", "reversed"])

@@ -4,7 +4,6 @@ their native rates and numeric tracks on VitalDB's clock, and VitalDB's clinical
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import logging
 from pathlib import Path
@@ -13,64 +12,51 @@ import numpy as np
 
 from pipeline.errors import CaseError
 from pipeline.sources import Source, Track, require_tracks
+from pipeline.sources._vitalfile import NUMERIC, PACKED_GAP, WAVE, VitalTrack, read_vital
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 ART_MBP_TRACK = "Solar8000/ART_MBP"  # the arterial line's mean pressure: a case's `has_art`
 
 
 class VitalFileSource(Source):
+    """Reads through `pipeline.sources._vitalfile` (streaming, bounded memory), not vitaldb's parser."""
+
     suffix = ".vital"
 
     def validate(self, path: Path) -> None:
-        """A complete gzip stream that parses as a `.vital` file with data in every track.
-
-        The whole stream is read first: vitaldb's parser returns silently on a truncated file."""
-        try:
-            with gzip.open(path, "rb") as g:
-                if g.read(4) != b"VITA":
-                    raise CaseError("not a .vital file (no VITA signature)")
-                while g.read(CHUNK):
-                    pass
-        except (EOFError, gzip.BadGzipFile, OSError) as e:
-            raise CaseError(f"corrupt or truncated gzip stream: {e}") from e
-        import vitaldb
-
+        """A complete gzip stream that parses as a `.vital` file with a valid sample in every track.
+        Reads the whole stream, holding no record (vitaldb's parser returns silently on a cut file)."""
         tracks = self.tracks()
-        vf = vitaldb.VitalFile(str(path), track_names=tracks)
-        require_tracks(vf.trks, tracks)
+        vf = read_vital(path, waves=tracks, mode="check")
+        require_tracks(vf.tracks, tracks)
         for name in tracks:
-            recs = vf.trks[name].recs
-            if not any(np.isfinite(np.asarray(r["val"])).any() for r in recs if np.size(r["val"])):  # no float64 copy
+            trk = vf.tracks[name]
+            if trk.type == WAVE and trk.srate > 0 and not trk.has_data:
                 raise CaseError(f"track {name} has no data")
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
         """Each track at its own rate on the file's clock: sample 0 at the file's `dtstart` for
         every track (so all tracks start at 0 s), each record at its nearest native sample
-        (`place_wave`). CaseError if the recording spans more than `max_span_s`, before any dense
-        array exists."""
-        import vitaldb
-
+        (`place_wave`). CaseError if the recording spans more than `max_span_s`, found from the
+        records' timestamps and sample counts before their samples are read (`read_vital`)."""
         tracks = self.tracks()
-        vf = vitaldb.VitalFile(str(path), track_names=tracks)
-        require_tracks(vf.trks, tracks)
+        vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s)
+        require_tracks(vf.tracks, tracks)
         for name in tracks:
-            trk = vf.trks[name]
-            if trk.type != WAVE or not trk.srate or trk.srate <= 0:
+            trk = vf.tracks[name]
+            if trk.type != WAVE or not trk.srate > 0:
                 raise CaseError(f"track {name} is not a waveform track")
         # vitaldb's dtstart/dtend: the header's, widened by every record of the tracks read
         span = vf.dtend - vf.dtstart
         if not span > 0:
             raise CaseError(f"recording has no extent (dtstart {vf.dtstart!r}, dtend {vf.dtend!r})")
-        if span > max_span_s:
-            raise CaseError(f"recording spans {span / 3600:.1f} h, over signals.max_case_hours ({max_span_s / 3600:g} h)")
         out = []
         for name in tracks:
-            trk = vf.trks[name]
-            values = place_wave(trk, vf.dtstart, vf.dtend)
+            trk = vf.tracks[name]
+            values = place_wave(trk, vf.dtstart, vf.dtend, vf.packed)
             out.append(Track(name, values, float(trk.srate), trk.unit, 0.0))
-            trk.recs = []  # free the parsed records as soon as the dense array exists
+            trk.vals = []  # free the records as soon as the dense array exists
         return out
 
     def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -78,44 +64,39 @@ class VitalFileSource(Source):
         (names it lacks are absent; CaseError for a name that is not a numeric track). Records whose
         value is not finite are dropped; sorted by time (stable: records at one time keep file order).
 
-        `times_s` is on the clock of `read_tracks`: seconds from the `dtstart` vitaldb gives when it
-        loads the wave tracks of `tracks()` only (the header's, widened by their records), found by a
-        header-only load of those tracks, since loading other tracks would widen it by their records
-        too. Values as vitaldb parses them (no gain or offset: vitaldb applies those to waves only)."""
-        import vitaldb
-
+        `times_s` is on the clock of `read_tracks`: seconds from the `dtstart` of the wave tracks of
+        `tracks()` (the header's, widened by their records; numeric records never move it), read in
+        the same pass with the wave samples skipped. Values as stored (no gain or offset: vitaldb
+        applies those to waves only)."""
         names = list(dict.fromkeys(names))
         if not names:
             return {}
-        origin = vitaldb.VitalFile(str(path), track_names=self.tracks(), header_only=True).dtstart
-        vf = vitaldb.VitalFile(str(path), track_names=names)
+        vf = read_vital(path, waves=self.tracks(), numerics=names, mode="time")
         out = {}
         for name in names:
-            trk = vf.trks.get(name)  # exact names only: vitaldb also matches by suffix
+            trk = vf.tracks.get(name)
             if trk is None:
                 continue
             if trk.type != NUMERIC:
                 raise CaseError(f"track {name} is not a numeric track")
-            dts = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
-            vals = np.fromiter((r["val"] for r in trk.recs), dtype=np.float64, count=len(trk.recs))
+            dts = np.asarray(trk.dts, dtype=np.float64)
+            vals = np.asarray(trk.vals, dtype=np.float64)
             keep = np.isfinite(vals) & np.isfinite(dts)
-            times, vals = dts[keep] - origin, vals[keep]
+            times, vals = dts[keep] - vf.dtstart, vals[keep]
             order = np.argsort(times, kind="stable")
             out[name] = (times[order], vals[order])
         return out
 
 
-WAVE = 1  # vitaldb's track types: a waveform, a numeric
-NUMERIC = 2
-
-
-def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
-    """The dense float32 array of a parsed wave track (`vitaldb.utils.Track`), sample 0 at `dtstart`.
+def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = False) -> np.ndarray:
+    """The dense float32 array of a wave track read by `read_vital`, sample 0 at `dtstart`.
 
     vitaldb's `VitalFile.get_track_samples(name, 1 / srate)` (vitaldb 1.7.2, utils.py:799-828), with
-    one difference: a record starts at the NEAREST native sample, `floor((dt - dtstart) * srate + 0.5)`,
+    two differences: a record starts at the NEAREST native sample, `floor((dt - dtstart) * srate + 0.5)`,
     where vitaldb takes the ceiling (utils.py:804), which puts a record whose `dt` carries binary
-    rounding error just above the grid one sample late. Kept from vitaldb: length
+    rounding error just above the grid one sample late; and in a packed file, an integer track's gap
+    value (`_vitalfile.PACKED_GAP`, what vitaldb's writer fills gaps with) is NaN, where vitaldb
+    scales it into a sample (-32768 * gain + offset for int16). Kept from vitaldb: length
     `ceil((dtend - dtstart) * srate)` (utils.py:801), NaN where no record is, a record cut to
     [0, length) (utils.py:808-813), a later record overwriting an earlier one where they overlap
     (file order, utils.py:803-814), values cast to float32 then `* gain + offset` for integer formats
@@ -128,11 +109,29 @@ def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
     """
     srate = float(trk.srate)
     n = int(np.ceil((dtend - dtstart) * srate))
+    only = trk.vals[0] if len(trk.vals) == 1 else None
+    if only is not None and only.dtype == np.float32 and len(only) == n and only.flags.writeable \
+            and np.floor((trk.dts[0] - dtstart) * srate + 0.5) == 0:
+        out = only  # one float32 record covering the recording (a packed file): it is the array
+    else:
+        out = _placed(trk, dtstart, n)
+    if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
+        if packed:
+            out[out == np.float32(PACKED_GAP[trk.fmt])] = np.nan
+        out *= trk.gain
+        out += trk.offset
+    out[np.isinf(out) | (out > 4e9)] = np.nan
+    return out
+
+
+def _placed(trk: VitalTrack, dtstart: float, n: int) -> np.ndarray:
+    """The records of `trk` placed into a NaN-filled float32 array of n samples (`place_wave`)."""
+    srate = float(trk.srate)
     out = np.full(n, np.nan, dtype=np.float32)
-    if trk.recs:
-        vals = [r["val"] for r in trk.recs]
+    if trk.vals:
+        vals = trk.vals
         lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
-        dts = np.fromiter((r["dt"] for r in trk.recs), dtype=np.float64, count=len(vals))
+        dts = np.asarray(trk.dts, dtype=np.float64)
         starts = np.floor((dts - dtstart) * srate + 0.5).astype(np.int64)
         ends = starts + lens
         lo, hi = np.clip(starts, 0, n), np.clip(ends, 0, n)
@@ -141,10 +140,12 @@ def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
             outside = int((lens[~keep] > 0).sum())
             if outside:
                 log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
-                            trk.name, outside, len(vals), dtstart, dtend)
+                            trk.name, outside, len(vals), dtstart, dtstart + n / srate)
             idx = np.flatnonzero(keep)
             vals = [vals[i] for i in idx]
             starts, ends, lo, hi = starts[idx], ends[idx], lo[idx], hi[idx]
+        else:
+            vals = list(vals)
         for i in np.flatnonzero((lo != starts) | (hi != ends)):  # the part of a record inside [0, n)
             vals[i] = np.asarray(vals[i])[lo[i] - starts[i] : hi[i] - starts[i]]
         if len(lo) > 1 and (lo[1:] < np.maximum.accumulate(hi)[:-1]).any():
@@ -153,10 +154,6 @@ def place_wave(trk, dtstart: float, dtend: float) -> np.ndarray:
             breaks = np.flatnonzero(lo[1:] != hi[:-1]) + 1  # a run ends where the next record does not abut
             for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(lo)].tolist()):
                 np.concatenate(vals[a:b], out=out[lo[a] : hi[b - 1]], casting="unsafe")
-    if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
-        out *= trk.gain
-        out += trk.offset
-    out[np.isinf(out) | (out > 4e9)] = np.nan
     return out
 
 

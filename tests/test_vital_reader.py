@@ -1,0 +1,201 @@
+"""Our streaming `.vital` reader (pipeline/sources/_vitalfile.py) against vitaldb's parser, and what
+it does that vitaldb's does not: bounded memory on any input (issue 9, point 3), a cut stream is an
+error, a packed integer track's gap value is no data."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+
+import numpy as np
+import pytest
+import vitaldb
+
+from pipeline.errors import CaseError
+from pipeline.sources import get_source
+from pipeline.sources._vitalfile import read_vital
+
+FS = 100
+PPG, ECG, ART, MBP, EVENT = "SNUADC/PLETH", "SNUADC/ECG_II", "SNUADC/ART", "Solar8000/ART_MBP", "EVENT"
+DT0 = 1.6e9 + 12345.678
+PARAMS = {"source": "local", "local": {"tracks": {"ppg": PPG, "ecg": ECG}}}
+
+
+def mixed_file(path, packed: bool, rng) -> None:
+    """Five tracks on three devices: float32 and int16 waves (with gain and offset, a gap, records
+    not in time order), a wave that is not asked for, a numeric track with a non-finite value, and
+    a string track."""
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 30
+    recs = [{"dt": DT0 + 0.3 + k, "val": rng.normal(size=FS).astype(np.float32)} for k in range(30) if k != 7]
+    recs[3], recs[4] = recs[4], recs[3]
+    vf.add_track(PPG, recs, srate=FS)
+    raw = [{"dt": DT0 + k + 0.01, "val": rng.integers(-3000, 3000, size=FS).astype(np.int16)} for k in range(31)]
+    trk = vf.add_track(ECG, raw, srate=FS)
+    trk.fmt, trk.gain, trk.offset = 5, 0.0003, -0.25
+    vf.add_track(ART, [{"dt": DT0 + k, "val": rng.normal(size=2 * FS).astype(np.float32)} for k in range(0, 40, 2)],
+                 srate=2 * FS)
+    vals = [float(v) for v in rng.normal(80, 10, size=15)]
+    vals[5] = float("nan")
+    vf.add_track(MBP, [{"dt": DT0 + 2 * k + 0.5, "val": v} for k, v in enumerate(vals)])
+    vf.add_track(EVENT, [{"dt": DT0 + 4.0, "val": "incision"}])
+    assert vf.to_vital(str(path), packed=packed)
+
+
+def same_as_vitaldb(path, waves, numerics=()):
+    ours = read_vital(path, waves=waves, numerics=numerics)
+    theirs = vitaldb.VitalFile(str(path), list(waves) + list(numerics))
+    if not numerics:  # vitaldb's numeric records move its clock; ours never do (read_numerics' clock is the waves')
+        assert (ours.dtstart, ours.dtend) == (theirs.dtstart, theirs.dtend)
+    for name in list(waves) + list(numerics):
+        o, t = ours.tracks[name], theirs.trks[name]
+        assert (o.type, o.fmt, o.unit, o.srate, o.gain, o.offset) == (t.type, t.fmt, t.unit, t.srate, t.gain, t.offset)
+        assert o.dts == [r["dt"] for r in t.recs]
+        for a, b in zip(o.vals, (r["val"] for r in t.recs)):
+            np.testing.assert_array_equal(a, b)  # NaN where NaN
+            assert np.asarray(a).dtype == np.asarray(b).dtype or o.type == 2
+    return ours
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["records", "packed"])
+def test_records_header_and_clock_equal_vitaldb(tmp_path, packed):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, packed, np.random.default_rng(0))
+    ours = same_as_vitaldb(path, [PPG, ECG])
+    assert set(ours.tracks) == {PPG, ECG}  # only what was asked for
+    same_as_vitaldb(path, [PPG], [MBP])
+    assert read_vital(path, [PPG, ECG], [MBP]).dtstart == vitaldb.VitalFile(str(path), [PPG, ECG]).dtstart
+
+
+def test_timing_only_mode_reads_no_samples_and_keeps_the_clock(tmp_path):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, False, np.random.default_rng(1))
+    full, timing = read_vital(path, [PPG, ECG]), read_vital(path, [PPG, ECG], [MBP], mode="time")
+    assert (timing.dtstart, timing.dtend) == (full.dtstart, full.dtend)
+    assert timing.tracks[PPG].vals == [] and len(timing.tracks[MBP].vals) == 15
+
+
+def test_a_track_of_another_type_is_named_not_read(tmp_path):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, False, np.random.default_rng(2))
+    vf = read_vital(path, waves=[MBP], numerics=[PPG])
+    assert vf.tracks[MBP].type == 2 and vf.tracks[PPG].type == 1
+    assert vf.tracks[MBP].vals == [] and vf.tracks[PPG].vals == []
+    with pytest.raises(CaseError, match="SNUADC/PLETH is not a numeric track"):
+        get_source(PARAMS).read_numerics(path, [PPG])
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["records", "packed"])
+def test_a_cut_file_is_an_error_where_vitaldb_returns_what_it_read(tmp_path, packed):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, packed, np.random.default_rng(3))
+    data = gzip.decompress(path.read_bytes())
+    for frac in (0.3, 0.7, 0.999):
+        cut = tmp_path / f"cut-{frac}.vital"
+        cut.write_bytes(gzip.compress(data[: int(len(data) * frac)]))  # a complete gzip of a cut stream
+        with pytest.raises(CaseError, match="truncated .vital file"):
+            read_vital(cut, [PPG, ECG], mode="check")
+        gz = tmp_path / f"gz-{frac}.vital"
+        gz.write_bytes(path.read_bytes()[: int(path.stat().st_size * frac)])  # a cut gzip stream
+        with pytest.raises(CaseError, match="truncated gzip stream|truncated .vital"):
+            read_vital(gz, [PPG, ECG], mode="check")
+        vitaldb.VitalFile(str(gz), [PPG, ECG])  # vitaldb: no error
+
+
+def test_corrupt_data_and_non_vital_files_are_errors(tmp_path):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, False, np.random.default_rng(4))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bad = tmp_path / "flipped.vital"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CaseError, match="corrupt gzip stream"):
+        read_vital(bad, [PPG, ECG], mode="check")
+    other = tmp_path / "other.vital"
+    other.write_bytes(gzip.compress(b"NOTA" + bytes(100)))
+    with pytest.raises(CaseError, match="no VITA signature"):
+        read_vital(other, [PPG])
+    plain = tmp_path / "plain.vital"
+    plain.write_bytes(b"VITA" + bytes(100))
+    with pytest.raises(CaseError, match="corrupt gzip stream"):
+        read_vital(plain, [PPG])
+
+
+def test_zero_padding_and_a_second_gzip_member_are_read_as_gzip_does(tmp_path):
+    path = tmp_path / "mixed.vital"
+    mixed_file(path, False, np.random.default_rng(5))
+    data = gzip.decompress(path.read_bytes())
+    two = tmp_path / "two.vital"
+    two.write_bytes(gzip.compress(data[:1000]) + gzip.compress(data[1000:]) + bytes(512))
+    a, b = read_vital(path, [PPG, ECG]), read_vital(two, [PPG, ECG])
+    assert a.tracks[PPG].dts == b.tracks[PPG].dts
+    np.testing.assert_array_equal(np.concatenate(a.tracks[ECG].vals), np.concatenate(b.tracks[ECG].vals))
+
+
+def test_validation_finds_a_track_with_no_valid_sample(tmp_path):
+    """A float track of NaN only, and a packed int16 track of the gap value only, have no data."""
+    for name, packed in (("float", False), ("int", True)):
+        vf = vitaldb.VitalFile()
+        vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 5
+        vf.add_track(PPG, [{"dt": DT0, "val": np.ones(5 * FS, np.float32)}], srate=FS)
+        empty = np.full(5 * FS, np.nan, np.float32) if name == "float" else np.full(5 * FS, -32768, np.int16)
+        trk = vf.add_track(ECG, [{"dt": DT0, "val": empty}], srate=FS)
+        if name == "int":
+            trk.fmt, trk.gain = 5, 0.001
+        path = tmp_path / f"{name}.vital"
+        assert vf.to_vital(str(path), packed=packed)
+        with pytest.raises(CaseError, match="track SNUADC/ECG_II has no data"):
+            get_source(PARAMS).validate(path)
+
+
+def stray_packed_file(path) -> None:
+    """A 61 s recording and one second of samples 3 days later, packed as vitaldb writes the API's
+    files: each track ONE record from its first to its last sample, NaN-filled (26 M samples here)."""
+    rng = np.random.default_rng(6)
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 61
+    for name in (PPG, ECG):
+        recs = [{"dt": DT0 + k, "val": rng.normal(size=FS).astype(np.float32)} for k in range(61)]
+        recs.append({"dt": DT0 + 3 * 86400, "val": rng.normal(size=FS).astype(np.float32)})
+        vf.add_track(name, recs, srate=FS)
+    vf.dtend = DT0 + 61  # the header as the recorder wrote it; the stray record widens the clock
+    assert vf.to_vital(str(path), packed=True)
+
+
+def test_a_packed_stray_record_is_refused_and_validated_in_bounded_memory(tmp_path):
+    """vitaldb's parser reads the 3-day record whole (104 MB per track at 100 Hz; 1.1 GB at 500 Hz,
+    even with header_only); ours refuses it from the record's sample count, and validation streams
+    it in pieces."""
+    path = tmp_path / "stray.vital"
+    stray_packed_file(path)
+    source = get_source(PARAMS)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CaseError, match=r"recording spans 72\.0 h, over signals\.max_case_hours \(24 h\)"):
+            source.read_tracks(path, 24 * 3600.0)
+        refused = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        source.validate(path)  # a valid file: the span is the resample stage's rule
+        validated = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused < 5e6, refused
+    assert validated < 10e6, validated
+    tracks = source.read_tracks(path, 73 * 3600.0)  # under a higher cap it is read, as vitaldb would place it
+    theirs = vitaldb.VitalFile(str(path), [PPG, ECG])
+    for t in tracks:
+        np.testing.assert_array_equal(t.values, theirs.get_track_samples(t.name, 1 / FS))
+
+
+def test_records_holding_more_than_twice_the_cap_are_refused(tmp_path):
+    """The same 10 s, written 30 times over: the span is 10 s but the records would hold 300 s."""
+    x = np.random.default_rng(7).normal(size=10 * FS).astype(np.float32)
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 10
+    for name in (PPG, ECG):
+        vf.add_track(name, [{"dt": DT0, "val": x} for _ in range(30)], srate=FS)
+    path = tmp_path / "overlap.vital"
+    assert vf.to_vital(str(path), packed=False)
+    with pytest.raises(CaseError, match=r"records of track SNUADC/PLETH hold 20000 samples, more than twice"):
+        read_vital(path, [PPG, ECG], max_span_s=95.0)
+    assert len(read_vital(path, [PPG, ECG], max_span_s=160.0).tracks[PPG].vals) == 30
