@@ -58,6 +58,17 @@ def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -
     return out
 
 
+def _bridge(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
+    """Fill the NaN runs [start, stop) of `x` in place by linear interpolation between the samples
+    either side (a run at an end takes the one neighbour's value), as `np.interp` over the valid
+    samples would, without its index arrays over the whole track (memory: one run at a time)."""
+    n = len(x)
+    for a, b in zip(starts.tolist(), stops.tolist()):
+        left = float(x[a - 1]) if a > 0 else float(x[b])
+        right = float(x[b]) if b < n else left
+        x[a:b] = np.linspace(left, right, b - a + 2)[1:-1]
+
+
 def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
     """Runs of >= `min_run` samples equal to the max or the min of `x` (NaN ignored)."""
     if not np.isfinite(x).any():
@@ -76,10 +87,12 @@ def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(starts), np.concatenate(stops)
 
 
-def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10):
+def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10, overwrite: bool = False):
     """Anti-aliased resampling of one native-rate track.
 
     Returns (y float32 at fs_out with NaN where the input had no data, saturated bool mask).
+    `overwrite`: a float32 `x` may be used as scratch (its gaps are bridged in place) instead of
+    copied, when the caller no longer needs it.
     """
     ratio = Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
     up, down = ratio.numerator, ratio.denominator
@@ -92,13 +105,13 @@ def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run:
         starts, stops = saturation_runs(x, saturation_min_run)
         return x.copy(), _mark_output(starts, stops, n_out, ratio, 0.5)
     has_gap = bool(nan.any())
+    sat_starts, sat_stops = saturation_runs(x, saturation_min_run)  # on the raw values, gaps still NaN
     if has_gap:
         if nan.all():
             raise CaseError("track has no data")
-        good = np.flatnonzero(~nan)
-        x = x.copy()
-        x[nan] = np.interp(np.flatnonzero(nan), good, x[good]).astype(np.float32)
-    sat_starts, sat_stops = saturation_runs(np.where(nan, np.nan, x) if has_gap else x, saturation_min_run)
+        if not overwrite:
+            x = x.copy()
+        _bridge(x, *_runs(nan))
     y = resample_poly(x, up, down, padtype="line").astype(np.float32, copy=False)[:n_out]
     if has_gap:
         radius = HALF_LEN_FACTOR * max(up, down) / up
@@ -116,9 +129,11 @@ def resample_case(path: str | Path, params: dict):
     fs = params["signals"]["target_fs"]
     t0 = min(t.start_s for t in tracks)
     ys, sats = [], []
-    for trk in tracks:
+    names, rates, units = ([getattr(t, k) for t in tracks] for k in ("name", "fs", "unit"))
+    while tracks:  # each native-rate array is dropped once resampled (peak memory: one track's, not all)
+        trk = tracks.pop(0)
         try:
-            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"])
+            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"], overwrite=True)
         except CaseError as e:
             raise CaseError(f"{trk.name}: {e}") from e
         lead = int(round((trk.start_s - t0) * fs))
@@ -127,12 +142,13 @@ def resample_case(path: str | Path, params: dict):
             s = np.concatenate([np.zeros(lead, bool), s])
         ys.append(y)
         sats.append(s)
+        del trk
     n = min(len(y) for y in ys)
     signals = np.stack([y[:n] for y in ys])
     saturated = np.stack([s[:n] for s in sats])
     attrs = {
-        "source_fs": [t.fs for t in tracks], "target_fs": fs, "tracks": [t.name for t in tracks],
-        "units": [t.unit for t in tracks], "start_s": t0, "channels": list(CHANNELS),
+        "source_fs": rates, "target_fs": fs, "tracks": names,
+        "units": units, "start_s": t0, "channels": list(CHANNELS),
         "nan_fraction": [float(np.isnan(y).mean()) for y in signals],
     }
     return signals, saturated, attrs

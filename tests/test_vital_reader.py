@@ -199,3 +199,34 @@ def test_records_holding_more_than_twice_the_cap_are_refused(tmp_path):
     with pytest.raises(CaseError, match=r"records of track SNUADC/PLETH hold 20000 samples, more than twice"):
         read_vital(path, [PPG, ECG], max_span_s=95.0)
     assert len(read_vital(path, [PPG, ECG], max_span_s=160.0).tracks[PPG].vals) == 30
+
+
+def test_memory_of_reading_and_resampling_an_hour_with_gaps(tmp_path):
+    """Peak traced memory, in units of one track's dense float32 array (D = 7.2 MB here): reading
+    holds the records of both tracks plus the first array being filled (3 D); resampling adds
+    nothing to that peak: gaps are bridged in place, each native array is dropped once resampled.
+    Before, resampling a track with a gap took 7 D of scratch (np.interp's index arrays over the
+    whole track, copies): 9 D in all."""
+    from pipeline.resample import resample_case
+    from pipeline.sources.demo import write_vital
+
+    n = 3600 * 500
+    dense = n * 4
+    x = np.random.default_rng(8).normal(size=n).astype(np.float32)
+    path = tmp_path / "hour.vital"
+    write_vital(path, {PPG: x, ECG: x}, 500, DT0, packed=False, gaps=[(100.0, 103.0), (2000.0, 2001.0)])
+    params = dict(PARAMS, signals={"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24})
+    tracemalloc.start()
+    try:
+        tracks = get_source(PARAMS).read_tracks(path, 24 * 3600.0)
+        read = tracemalloc.get_traced_memory()[1]
+        del tracks
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        signals, _, _ = resample_case(path, params)
+        resampled = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert np.isnan(signals[:, 100 * 125 : 103 * 125]).all() and np.isfinite(signals[:, : 99 * 125]).all()
+    assert read < 3.3 * dense, read / dense
+    assert resampled < 3.6 * dense, resampled / dense

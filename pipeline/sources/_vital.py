@@ -54,9 +54,8 @@ class VitalFileSource(Source):
         out = []
         for name in tracks:
             trk = vf.tracks[name]
-            values = place_wave(trk, vf.dtstart, vf.dtend, vf.packed)
+            values = place_wave(trk, vf.dtstart, vf.dtend, vf.packed)  # takes (and frees) the records
             out.append(Track(name, values, float(trk.srate), trk.unit, 0.0))
-            trk.vals = []  # free the records as soon as the dense array exists
         return out
 
     def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -113,6 +112,7 @@ def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = Fal
     if only is not None and only.dtype == np.float32 and len(only) == n and only.flags.writeable \
             and np.floor((trk.dts[0] - dtstart) * srate + 0.5) == 0:
         out = only  # one float32 record covering the recording (a packed file): it is the array
+        trk.vals = []
     else:
         out = _placed(trk, dtstart, n)
     if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
@@ -125,11 +125,12 @@ def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = Fal
 
 
 def _placed(trk: VitalTrack, dtstart: float, n: int) -> np.ndarray:
-    """The records of `trk` placed into a NaN-filled float32 array of n samples (`place_wave`)."""
+    """The records of `trk` placed into a NaN-filled float32 array of n samples (`place_wave`).
+    Takes the records from `trk`: they are freed when this returns."""
     srate = float(trk.srate)
     out = np.full(n, np.nan, dtype=np.float32)
-    if trk.vals:
-        vals = trk.vals
+    vals, trk.vals = trk.vals, []
+    if vals:
         lens = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
         dts = np.asarray(trk.dts, dtype=np.float64)
         starts = np.floor((dts - dtstart) * srate + 0.5).astype(np.int64)
@@ -144,28 +145,18 @@ def _placed(trk: VitalTrack, dtstart: float, n: int) -> np.ndarray:
             idx = np.flatnonzero(keep)
             vals = [vals[i] for i in idx]
             starts, ends, lo, hi = starts[idx], ends[idx], lo[idx], hi[idx]
-        else:
-            vals = list(vals)
         for i in np.flatnonzero((lo != starts) | (hi != ends)):  # the part of a record inside [0, n)
             vals[i] = np.asarray(vals[i])[lo[i] - starts[i] : hi[i] - starts[i]]
         if len(lo) > 1 and (lo[1:] < np.maximum.accumulate(hi)[:-1]).any():
-            _place_overlapping(out, vals, lo, hi)
+            # records overlap: in file order, each overwrites what it covers, as vitaldb's slice
+            # assignments (no index array over all samples: memory stays that of the records)
+            for v, a, b in zip(vals, lo.tolist(), hi.tolist()):
+                out[a:b] = v
         elif len(lo):
             breaks = np.flatnonzero(lo[1:] != hi[:-1]) + 1  # a run ends where the next record does not abut
             for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(lo)].tolist()):
                 np.concatenate(vals[a:b], out=out[lo[a] : hi[b - 1]], casting="unsafe")
     return out
-
-
-def _place_overlapping(out: np.ndarray, vals: list, lo: np.ndarray, hi: np.ndarray) -> None:
-    """Records that overlap: every sample index takes the value of the last record (in file order)
-    that covers it, as vitaldb's sequential slice assignments do."""
-    counts = hi - lo
-    idx = np.repeat(lo - np.cumsum(np.r_[0, counts[:-1]]), counts) + np.arange(counts.sum())
-    v = np.concatenate(vals)
-    rev = idx[::-1]
-    where, first = np.unique(rev, return_index=True)  # first in reverse = last in file order
-    out[where] = v[len(v) - 1 - first]
 
 
 def _number(text, kind=float, lo=-np.inf, hi=np.inf):

@@ -204,7 +204,8 @@ def _track(body: bytes, devices: dict) -> tuple[int, VitalTrack]:
 def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_span_s: float = float("inf")) -> Vital:
     """Read the tracks named in `waves` and `numerics` (exact names, as `device/track`).
 
-    `mode` says what happens to wave records: "keep" (the sample arrays, native type), "check"
+    `mode` says what happens to wave records: "keep" (the sample arrays: the file's type, float32
+    for types wider than 4 bytes or 32-bit integers), "check"
     (read, `has_data` set, not kept), "time" (bodies skipped: timing only). Numeric records are
     always kept. The clock is vitaldb's: `dtstart`/`dtend` from the header, widened by the records
     of the wave tracks in `waves` (numeric tracks do not move it). CaseError as soon as that clock
@@ -283,7 +284,10 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
                 trk.dts.append(dt)
                 s.pos += plen - left  # the first sample
                 if mode == "keep":
-                    trk.vals.append(s.array(nsamp, trk.dtype))
+                    vals = s.array(nsamp, trk.dtype)
+                    if trk.itemsize > 4 or trk.fmt in (7, 8):  # float64, 32-bit integers: to float32 now,
+                        vals = vals.astype(np.float32)  # as placement would (place_wave), in half the memory
+                    trk.vals.append(vals)
                 else:  # check, piece by piece
                     carry = b""
                     for c in s.chunks(nbytes):
