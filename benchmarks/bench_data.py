@@ -2,7 +2,8 @@
 
 1. One 4-hour two-track 500 Hz case (written with 1 s records, like VitalDB's files):
    our read + resample + window + QC vs the vitaldb `to_numpy(interval=1/125)` path,
-   seconds per case, multiple of real time per core, peak RSS (each in a fresh process); and
+   seconds per case, multiple of real time per core, peak RSS (each in a fresh process that imports
+   what a job imports, given the validated config sections as a job gets them); and
    vitaldb's parse alone (`parse`) and our reader with record placement alone (`read`).
 2. Peak RSS of ours on a 12-hour case.
    Peak RSS of ours on 24-hour cases (signals.max_case_hours), and on a packed file whose stray
@@ -27,18 +28,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, resource, sys, time
-mode, path = sys.argv[1], sys.argv[2]
-from pipeline.config import load_config
-cfg = load_config("config/config.yaml")
+mode, path, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])  # validated config sections, as a job gets them
 tracks = [cfg["local"]["tracks"]["ppg"], cfg["local"]["tracks"]["ecg"]]
 params = {"source": "local", "local": {"tracks": cfg["local"]["tracks"]}, "signals": cfg["signals"]}
+from pipeline.errors import CaseError
 from pipeline.resample import resample_case
+from pipeline.sources import get_source
 from pipeline.windows import window_case
-import vitaldb
+import scipy.fft, scipy.ndimage  # imported inside pipeline.quality at first use: imports are not timed
+if mode in ("vitaldb", "parse"):
+    import vitaldb  # only on its own paths: it imports pandas, which a pipeline job does not
 t0 = time.perf_counter()
 c0 = time.process_time()
-from pipeline.errors import CaseError
-from pipeline.sources import get_source
 try:
     if mode == "ours":
         signals, sat, attrs = resample_case(path, params)
@@ -107,9 +108,19 @@ def make_stray_case(path: Path) -> None:
         assert vf.to_vital(str(tmp), compresslevel=1, packed=True)
 
 
+def sections() -> str:
+    """The config sections a resample/windows job gets as params, validated once here: a job never
+    loads the config itself (validation imports torch for the model checks: ~300 MB of RSS)."""
+    from pipeline.config import load_config
+
+    cfg = load_config(REPO / "config" / "config.yaml")
+    return json.dumps({k: cfg[k] for k in ("local", "signals", "window", "quality")})
+
+
 def child(mode: str, path: Path, threads: int = 1) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path), sections()], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

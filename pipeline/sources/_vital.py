@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.errors import CaseError
 from pipeline.sources import Source, Track, require_tracks
-from pipeline.sources._vitalfile import NUMERIC, PACKED_GAP, WAVE, VitalTrack, read_vital
+from pipeline.sources._vitalfile import NUMERIC, PACKED_GAP, WAVE, ReadAgain, VitalTrack, read_vital
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,11 @@ class VitalFileSource(Source):
         (`place_wave`). CaseError if the recording spans more than `max_span_s`, found from the
         records' timestamps and sample counts before their samples are read (`read_vital`)."""
         tracks = self.tracks()
-        vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s)
+        try:  # samples written into their arrays as they are read: held once
+            vf = read_vital(path, waves=tracks, mode="place", max_span_s=max_span_s)
+        except ReadAgain as e:  # a record off the header's clock: keep the records, then place them
+            log.info("%s: %s; reading it again", Path(path).name, e)
+            vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s)
         require_tracks(vf.tracks, tracks)
         for name in tracks:
             trk = vf.tracks[name]
@@ -103,16 +107,18 @@ def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = Fal
     A record lying wholly outside [dtstart, dtend) (possible only with a `dt` <= 0, which the parser
     leaves out of dtstart, utils.py:2126) is left out with a warning; vitaldb drops it silently.
 
-    Records are placed in runs: consecutive records that abut (the next starts where the previous
-    ends, as Vital Recorder's one-second records do) are concatenated straight into their slice.
+    Usually the records were already written into `trk.dense` as they were read (`read_vital`'s
+    "place" mode, same rule); otherwise they are placed here in runs: consecutive records that abut
+    (the next starts where the previous ends, as Vital Recorder's one-second records do) are
+    concatenated straight into their slice.
     """
     srate = float(trk.srate)
     n = int(np.ceil((dtend - dtstart) * srate))
-    only = trk.vals[0] if len(trk.vals) == 1 else None
-    if only is not None and only.dtype == np.float32 and len(only) == n and only.flags.writeable \
-            and np.floor((trk.dts[0] - dtstart) * srate + 0.5) == 0:
-        out = only  # one float32 record covering the recording (a packed file): it is the array
-        trk.vals = []
+    if trk.dense is not None:  # placed while read (read_vital's "place" mode), by the same rule
+        out, trk.dense = trk.dense, None
+        if trk.outside:
+            log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
+                        trk.name, trk.outside, len(trk.dts), dtstart, dtend)
     else:
         out = _placed(trk, dtstart, n)
     if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)

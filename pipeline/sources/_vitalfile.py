@@ -26,6 +26,7 @@ Track timing follows vitaldb exactly (`dtstart`, `dtend`, tests/test_vital_reade
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -65,10 +66,20 @@ class VitalTrack:
     vals: list = field(default_factory=list)
     samples: int = 0  # samples in the wave records read
     has_data: bool = False  # "check" mode: a valid sample (finite; in a packed integer track, not the gap value)
+    dense: np.ndarray | None = None  # "place" mode: the float32 samples on the file's clock (see read_vital)
+    outside: int = 0  # "place" mode: records left out, lying wholly before the clock (a dt <= 0)
 
     def __post_init__(self):
         self.dtype = np.dtype(FMT.get(self.fmt, "u1"))  # the sample type (fmt -1: left out, see _track)
         self.itemsize = self.dtype.itemsize
+
+
+class ReadAgain(Exception):
+    """"place" mode met a record off the header's clock (before its dtstart, or past its dtend
+    by more than SLACK_S): the file must be read again in "keep" mode."""
+
+
+SLACK_S = 10.0  # "place" mode: room past the header's dtend for records that end a little after it
 
 
 @dataclass
@@ -143,19 +154,27 @@ class _Stream:
         for _ in self.chunks(n):
             pass
 
-    def array(self, n: int, dtype: np.dtype) -> np.ndarray:
-        """The next n items of `dtype`, copied into an array of their own."""
-        nbytes = n * dtype.itemsize
-        if len(self.buf) - self.pos >= nbytes:
-            out = np.frombuffer(self.buf, dtype, n, self.pos).copy()
-            self.pos += nbytes
-            return out
-        body = bytearray(nbytes)
+    def items(self, n: int, dtype: np.dtype):
+        """The next n items of `dtype`, as arrays over the stream's pieces (valid until the next read)."""
+        size = dtype.itemsize
+        if len(self.buf) - self.pos >= n * size:
+            yield np.frombuffer(self.buf, dtype, n, self.pos)
+            self.pos += n * size
+            return
+        carry = b""
+        for c in self.chunks(n * size):
+            if carry or len(c) % size:
+                c = carry + bytes(c)
+                cut = len(c) - len(c) % size
+                c, carry = c[:cut], c[cut:]
+            yield np.frombuffer(c, dtype, len(c) // size)
+
+    def into(self, dst: np.ndarray, dtype: np.dtype) -> None:
+        """The next len(dst) items of `dtype`, cast into `dst`."""
         at = 0
-        for c in self.chunks(nbytes):
-            body[at : at + len(c)] = c
-            at += len(c)
-        return np.frombuffer(body, dtype)
+        for a in self.items(len(dst), dtype):
+            dst[at : at + len(a)] = a
+            at += len(a)
 
     def chunks(self, n: int):
         """The next n bytes, as memoryviews of at most max(OUT_CHUNK, what is buffered) bytes."""
@@ -205,14 +224,18 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     """Read the tracks named in `waves` and `numerics` (exact names, as `device/track`).
 
     `mode` says what happens to wave records: "keep" (the sample arrays: the file's type, float32
-    for types wider than 4 bytes or 32-bit integers), "check"
-    (read, `has_data` set, not kept), "time" (bodies skipped: timing only). Numeric records are
+    for types wider than 4 bytes or 32-bit integers), "check" (read, `has_data` set, not kept),
+    "time" (bodies skipped: timing only), or "place": each record is written as it is read into
+    the track's float32 array on the header's clock (`dense`, sample i at header dtstart + i/srate,
+    a record at its nearest sample, later records over earlier ones: `place_wave`'s rule), so the
+    samples are held once, not as records and then as an array. `ReadAgain` when a record lies off
+    that clock (the clock would move); a header without a clock reads as "keep". Numeric records are
     always kept. The clock is vitaldb's: `dtstart`/`dtend` from the header, widened by the records
     of the wave tracks in `waves` (numeric tracks do not move it). CaseError as soon as that clock
     spans more than `max_span_s` (before the record that widens it is read), when the records of a
     wave track hold more than twice the samples of `max_span_s`, or when the file is not a complete
     `.vital` gzip stream."""
-    if mode not in ("keep", "check", "time"):
+    if mode not in ("keep", "check", "time", "place"):
         raise ValueError(f"mode {mode!r}")
     waves, numerics = set(waves), set(numerics)
     with open(path, "rb") as f:
@@ -224,6 +247,8 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
         dtstart = _f64(header, 10)[0] if len(header) >= 26 else 0.0
         dtend = _f64(header, 18)[0] if len(header) >= 26 else 0.0
         packed = len(header) >= 27 and header[26] == 1
+        hdr0, hdr1 = dtstart, dtend
+        direct = mode == "place" and hdr0 > 0 and hdr1 > hdr0
 
         def check_span():
             if dtstart and dtend - dtstart > max_span_s:
@@ -283,20 +308,28 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
                                     f"signals.max_case_hours ({max_span_s / 3600:g} h) at {trk.srate:g} Hz")
                 trk.dts.append(dt)
                 s.pos += plen - left  # the first sample
-                if mode == "keep":
-                    vals = s.array(nsamp, trk.dtype)
-                    if trk.itemsize > 4 or trk.fmt in (7, 8):  # float64, 32-bit integers: to float32 now,
-                        vals = vals.astype(np.float32)  # as placement would (place_wave), in half the memory
+                if direct:
+                    if 0 < dt < hdr0:
+                        raise ReadAgain(f"a record of {trk.name} starts before the header's dtstart")
+                    a = math.floor((dt - hdr0) * trk.srate + 0.5)
+                    if trk.dense is None:
+                        n = math.ceil((hdr1 - hdr0) * trk.srate) + math.ceil(SLACK_S * trk.srate)
+                        trk.dense = np.full(n, np.nan, dtype=np.float32)
+                    if a + nsamp > len(trk.dense):
+                        raise ReadAgain(f"a record of {trk.name} ends past the header's dtend")
+                    if a < 0:  # a dt <= 0 (the clock ignores it): wholly before the recording
+                        trk.outside += nsamp > 0
+                        s.skip(nbytes)
+                    else:
+                        s.into(trk.dense[a : a + nsamp], trk.dtype)
+                elif mode in ("keep", "place"):
+                    wide = trk.itemsize > 4 or trk.fmt in (7, 8)  # float64, 32-bit integers: float32 now,
+                    vals = np.empty(nsamp, np.float32 if wide else trk.dtype)  # as place_wave casts, in less memory
+                    s.into(vals, trk.dtype)
                     trk.vals.append(vals)
                 else:  # check, piece by piece
-                    carry = b""
-                    for c in s.chunks(nbytes):
-                        b = carry + bytes(c)
-                        cut = len(b) - len(b) % trk.itemsize
-                        if not trk.has_data:
-                            trk.has_data = bool(_valid(np.frombuffer(b, trk.dtype, cut // trk.itemsize),
-                                                       trk.fmt, packed).any())
-                        carry = b[cut:]
+                    for a in s.items(nsamp, trk.dtype):
+                        trk.has_data = trk.has_data or bool(_valid(a, trk.fmt, packed).any())
                 s.skip(left - nbytes)
                 continue
             body = s.take(plen)
@@ -316,6 +349,13 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
                     by_tid[tid] = tracks[t.name] = t
                 elif t.name in waves or t.name in numerics:
                     tracks[t.name] = t  # of another type: named so the caller can say so; not read
+    if direct:
+        for t in tracks.values():
+            if t.dense is not None:  # the array place_wave would allocate: ceil((dtend - dtstart) * srate)
+                n = math.ceil((dtend - dtstart) * t.srate)
+                if n > len(t.dense):
+                    raise ReadAgain(f"the clock of {t.name} ends past the header's dtend")
+                t.dense = t.dense[:n]
     return Vital(dtstart, dtend, packed, tracks)
 
 
