@@ -213,7 +213,7 @@ def _track(body: bytes, devices: dict) -> tuple[int, VitalTrack]:
         t.offset = _f64(body, pos)[0]
     pos += 8 + 1  # montype
     did = _u32(body, pos)[0] if end >= pos + 4 else 0
-    if did in devices:
+    if did and did in devices:  # as vitaldb (utils.py:2052)
         t.name = f"{devices[did]}/{name}"
     if fmt not in FMT and ttype in (WAVE, NUMERIC):
         t.fmt = -1  # vitaldb leaves such a track out (utils.py:1996-1998); so do we, by name below
