@@ -116,11 +116,11 @@ def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = Fal
     n = int(np.ceil((dtend - dtstart) * srate))
     if trk.dense is not None:  # placed while read (read_vital's "place" mode), by the same rule
         out, trk.dense = trk.dense, None
-        if trk.outside:
-            log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
-                        trk.name, trk.outside, len(trk.dts), dtstart, dtend)
     else:
         out = _placed(trk, dtstart, n)
+    if trk.outside:
+        log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
+                    trk.name, trk.outside, len(trk.dts), dtstart, dtend)
     if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
         if packed:
             out[out == np.float32(PACKED_GAP[trk.fmt])] = np.nan
@@ -144,10 +144,7 @@ def _placed(trk: VitalTrack, dtstart: float, n: int) -> np.ndarray:
         lo, hi = np.clip(starts, 0, n), np.clip(ends, 0, n)
         keep = hi > lo
         if not keep.all():
-            outside = int((lens[~keep] > 0).sum())
-            if outside:
-                log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
-                            trk.name, outside, len(vals), dtstart, dtstart + n / srate)
+            trk.outside = int((lens[~keep] > 0).sum())  # logged by place_wave
             idx = np.flatnonzero(keep)
             vals = [vals[i] for i in idx]
             starts, ends, lo, hi = starts[idx], ends[idx], lo[idx], hi[idx]

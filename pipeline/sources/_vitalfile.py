@@ -67,7 +67,7 @@ class VitalTrack:
     samples: int = 0  # samples in the wave records read
     has_data: bool = False  # "check" mode: a valid sample (finite; in a packed integer track, not the gap value)
     dense: np.ndarray | None = None  # "place" mode: the float32 samples on the file's clock (see read_vital)
-    outside: int = 0  # "place" mode: records left out, lying wholly before the clock (a dt <= 0)
+    outside: int = 0  # records left out by placement, lying wholly before the clock (a dt <= 0)
 
     def __post_init__(self):
         self.dtype = np.dtype(FMT.get(self.fmt, "u1"))  # the sample type (fmt -1: left out, see _track)
@@ -323,13 +323,13 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
                     else:
                         s.into(trk.dense[a : a + nsamp], trk.dtype)
                 elif mode in ("keep", "place"):
-                    wide = trk.itemsize > 4 or trk.fmt in (7, 8)  # float64, 32-bit integers: float32 now,
+                    wide = trk.fmt in (2, 7, 8)  # float64, 32-bit integers: float32 now,
                     vals = np.empty(nsamp, np.float32 if wide else trk.dtype)  # as place_wave casts, in less memory
                     s.into(vals, trk.dtype)
                     trk.vals.append(vals)
                 else:  # check, piece by piece
                     for a in s.items(nsamp, trk.dtype):
-                        trk.has_data = trk.has_data or bool(_valid(a, trk.fmt, packed).any())
+                        trk.has_data = trk.has_data or _has_valid(a, trk.fmt, packed)
                 s.skip(left - nbytes)
                 continue
             body = s.take(plen)
@@ -359,10 +359,8 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     return Vital(dtstart, dtend, packed, tracks)
 
 
-def _valid(vals: np.ndarray, fmt: int, packed: bool) -> np.ndarray:
-    """Samples that hold a value: finite floats; integers other than a packed file's gap value."""
+def _has_valid(vals: np.ndarray, fmt: int, packed: bool) -> bool:
+    """A sample that holds a value: a finite float; an integer other than a packed file's gap value."""
     if fmt <= 2:
-        return np.isfinite(vals)
-    if packed:
-        return vals != PACKED_GAP[fmt]
-    return np.ones(len(vals), bool)
+        return bool(np.isfinite(vals).any())
+    return bool((vals != PACKED_GAP[fmt]).any()) if packed else len(vals) > 0
