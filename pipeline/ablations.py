@@ -20,11 +20,10 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.io import read_json, write_text
-from pipeline.plots import pyplot, save_figure
+from pipeline.plots import panel_grid, save_figure
 
 SECTIONS = ("model", "train")  # what a variant may override
 RUN_DIR = re.compile(r"(?:^|/)ablations/(?P<variant>[^/]+)/seed(?P<seed>\d+)/?$")
-RECONSTRUCTION = ("random_patches", "ppg_from_ecg", "ecg_from_ppg")
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -86,8 +85,9 @@ def run_row(run_dir: str | Path) -> dict:
     summary = read_json(run_dir / "pretrain" / "summary.json")
     metrics = read_json(run_dir / "eval" / "metrics.json")
     row = {"variant": m["variant"], "seed": int(m["seed"]), "best_val_loss": float(summary["best_val"])}
-    for name in RECONSTRUCTION:
-        row[f"recon_{name}_mse"] = float(metrics["reconstruction"][name]["model"])
+    for name, rec in metrics["reconstruction"].items():  # evaluate.RECONSTRUCTION_TASKS (metrics.json sorts them)
+        if isinstance(rec, dict):
+            row[f"recon_{name}_mse"] = float(rec["model"])
     return row | main_metrics(metrics)
 
 
@@ -102,13 +102,10 @@ def to_tsv(rows: list[dict]) -> str:
 
 def plot_summary(rows: list[dict], path: str | Path) -> None:
     """One panel per column: every run as a dot, and mean ± sd per variant (a line, not a bar)."""
-    plt = pyplot()
     columns = [k for k in rows[0] if k not in ("variant", "seed") and any(np.isfinite(r[k]) for r in rows)]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    ncol = min(4, len(columns))
-    nrow = math.ceil(len(columns) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 0.5 + 0.45 * len(variants) * nrow + 1.2 * nrow), squeeze=False)
-    for ax, col in zip(axes.flat, columns):
+    fig, axes = panel_grid(len(columns), 3.6, 0.45 * len(variants) + 1.2)
+    for ax, col in zip(axes, columns):
         for i, v in enumerate(variants):
             vals = np.array([r[col] for r in rows if r["variant"] == v], dtype=float)
             vals = vals[np.isfinite(vals)]
@@ -121,8 +118,6 @@ def plot_summary(rows: list[dict], path: str | Path) -> None:
         ax.set_ylim(-0.7, len(variants) - 0.3)
         ax.set_title(col.replace("_", " "), fontsize=9)
         ax.grid(axis="x", lw=0.3)
-    for ax in list(axes.flat)[len(columns):]:
-        ax.axis("off")
     fig.tight_layout()
     save_figure(fig, path)
 

@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import html
-import math
 
 
-from pipeline.plots import pyplot, save_figure
+from pipeline.plots import panel_grid, pyplot, save_figure
 
 LOWER_IS_BETTER = {"mae"}
 COLORS = {"ssl": "C0", "ssl_finetuned": "C9", "supervised": "C3", "random": "C7", "pretrained": "C2", "raw": "C1"}
@@ -33,10 +32,8 @@ def plot_effects(results: dict, path) -> None:
         ax.axis("off")
         save_figure(fig, path)
         return
-    ncol = min(4, len(tasks))
-    nrow = math.ceil(len(tasks) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.9 * ncol, 2.6 * nrow), squeeze=False)
-    for ax, (name, r) in zip(axes.flat, tasks.items()):
+    fig, axes = panel_grid(len(tasks), 3.9, 2.6)
+    for ax, (name, r) in zip(axes, tasks.items()):
         m = r["metric"]
         pairs = list(r["paired"].items())
         for i, (pair, d) in enumerate(pairs):
@@ -51,8 +48,6 @@ def plot_effects(results: dict, path) -> None:
         ax.set_title(f"{name}: SSL {m.upper()} {ssl[m]:.3g}\nSSL − baseline ({better} is better for SSL)", fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", lw=0.3)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -78,12 +73,9 @@ def plot_roc(rocs: dict, results: dict, path) -> None:
 
 
 def plot_label_efficiency(results: dict, path) -> None:
-    plt = pyplot()
     tasks = {t: r for t, r in _scored(results).items() if "label_efficiency" in r}
-    ncol = max(1, min(4, len(tasks)))
-    nrow = max(1, math.ceil(len(tasks) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow), squeeze=False)
-    for ax, (name, r) in zip(axes.flat, tasks.items()):
+    fig, axes = panel_grid(len(tasks), 3.6, 2.8)
+    for ax, (name, r) in zip(axes, tasks.items()):
         eff = r["label_efficiency"]
         x = [f * 100 for f in eff["fractions"]]
         for fs, vals in eff["results"].items():
@@ -92,8 +84,6 @@ def plot_label_efficiency(results: dict, path) -> None:
         ax.set_xticks(x, [f"{v:g}%\n({n})" for v, n in zip(x, eff["n_subjects"])], fontsize=7)
         ax.set_title(f"{name} ({r['metric'].upper()})", fontsize=9)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
     fig.supxlabel("train subjects the probe saw (% and count)", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
@@ -159,7 +149,7 @@ def report_html(results: dict) -> str:
         f"<li>Hypotensive event: MAP below {lab['hypotension_mmHg']} mmHg for at least {lab['hypotension_min_s']} s (gaps over "
         f"{lab['max_gap_s']} s end a run). A window ending at t is positive for horizon h if an event starts in (t, t+h]; negative "
         "if none does and MAP data cover [t, t+h]; undefined if MAP at t is already below the threshold, or data are missing.</li>"
-        "<li>Heart rate: ECG R-peaks of the window; the encoders see the PPG only (ECG blanked).</li>"
+        "<li>Heart rate: the ECG heart rate of the window (autocorrelation of the QRS envelope, as the windows stage measures it); the encoders see the PPG only (ECG blanked).</li>"
         "<li>Subject tasks (age, sex, BMI, ASA ≥ 3): the case table; features averaged over each subject's windows.</li></ul>"
     )
     return (

@@ -33,6 +33,7 @@ from pipeline.channels import CHANNELS
 from pipeline.embedding import embed_windows
 from pipeline.features import RAW_FEATURES, raw_features
 from pipeline.io import write_json, write_text
+from pipeline.labels import COLUMNS, read_labels, window_key
 from pipeline.masking import patch_mask
 from pipeline.model import Encoder, build_mixer
 from pipeline.preprocess import normalize
@@ -165,11 +166,10 @@ def iter_signals(split: dict, chunk: int = CHUNK, only: np.ndarray | None = None
 
 def window_labels(split: dict, labels: dict) -> dict[str, np.ndarray]:
     """The split's per-window label columns (NaN where the label table has no value) plus hr_bpm."""
-    from pipeline.labels import COLUMNS
 
     cols = {c: np.full(len(split["caseid"]), np.nan) for c in COLUMNS[2:]}
     for i, (c, s) in enumerate(zip(split["caseid"], split["start_s"])):
-        row = labels.get((int(c), int(round(float(s) * 1000))))
+        row = labels.get(window_key(c, s))
         if row:
             for k in cols:
                 cols[k][i] = row[k]
@@ -194,7 +194,7 @@ def _blank(x: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
 
 def compute_features(encoders: dict, split: dict, fs: float) -> dict:
     """{(feature set, inputs): [n, F]} in a stream over the split: each encoder's embedding of the
-    input channels (mean over their tokens, channels concatenated), and the raw features that use
+    input channels (`embedding.pool`: mean and spread over their tokens, channels concatenated), and the raw features that use
     only those channels."""
     parts: dict = {}
     raw_cols = {inputs: [i for i, (_, chs) in enumerate(RAW_FEATURES) if set(chs) <= set(inputs)] for inputs in INPUT_SETS}
@@ -211,15 +211,14 @@ def compute_features(encoders: dict, split: dict, fs: float) -> dict:
 
 
 def per_subject(x: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(unique subjects, the mean of their rows of x), NaN-aware."""
+    """(unique subjects, the mean of their rows of x), NaN-aware (NaN where a subject has no value)."""
     uniq, inv = np.unique(subjects, return_inverse=True)
-    out = np.full((len(uniq), x.shape[1]), np.nan)
-    for i in range(len(uniq)):
-        rows = x[inv == i]
-        with np.errstate(all="ignore"):
-            ok = np.isfinite(rows).any(0)
-            out[i, ok] = np.nanmean(rows[:, ok], axis=0)
-    return uniq, out
+    ok = np.isfinite(x)
+    sums, counts = np.zeros((len(uniq), x.shape[1])), np.zeros((len(uniq), x.shape[1]))
+    np.add.at(sums, inv, np.where(ok, x, 0.0))
+    np.add.at(counts, inv, ok)
+    with np.errstate(invalid="ignore"):
+        return uniq, sums / counts
 
 
 # ------------------------------------------------------------------------------- probes
@@ -250,8 +249,9 @@ def _usable(task: Task, y_tr, g_tr, y_te, g_te) -> str | None:
 
 
 def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict, wl: dict, rows: dict, seed: int) -> dict:
-    x0, y_tr, g_tr = task_data(task, feats["train"], train, wl["train"], rows, sets[0])
-    _, y_te, g_te = task_data(task, feats["test"], test, wl["test"], rows, sets[0])
+    data = {name: (task_data(task, feats["train"], train, wl["train"], rows, name),
+                   task_data(task, feats["test"], test, wl["test"], rows, name)) for name in sets}
+    (_, y_tr, g_tr), (_, y_te, g_te) = data[sets[0]]  # labels and groups are the same for every set
     out = {"level": task.level, "kind": task.kind, "metric": task.metric, "inputs": list(task.inputs),
            "description": task.description, "n_train": int(len(y_tr)), "n_test": int(len(y_te)),
            "n_train_subjects": int(len(np.unique(g_tr))), "n_test_subjects": int(len(np.unique(g_te)))}
@@ -259,12 +259,8 @@ def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict
     if why:
         log.warning("task %s skipped: %s", task.name, why)
         return out | {"skipped": why}
-    preds, models = {}, {}
-    for name in sets:
-        x_tr, _, _ = task_data(task, feats["train"], train, wl["train"], rows, name)
-        x_te, _, _ = task_data(task, feats["test"], test, wl["test"], rows, name)
-        models[name] = fit_probe(x_tr, y_tr, g_tr, task.kind, seed)
-        preds[name] = predict(models[name], x_te, task.kind)
+    x = {name: (tr[0], te[0]) for name, (tr, te) in data.items()}
+    preds = {name: predict(fit_probe(x_tr, y_tr, g_tr, task.kind, seed), x_te, task.kind) for name, (x_tr, x_te) in x.items()}
     results, paired = bootstrap(y_te, preds, g_te, task.kind, seed)
     out.update(results=results, paired=paired)
     if task.kind == "classification":
@@ -272,30 +268,28 @@ def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict
 
         out["_roc"] = {name: roc_curve(y_te, p)[:2] for name, p in preds.items()}
     if task.level == "window":
-        out["label_efficiency"] = label_efficiency(task, [s for s in EFFICIENCY_SETS if s in sets], feats, train, test, wl,
-                                                   rows, y_tr, g_tr, y_te, seed, results)
+        out["label_efficiency"] = label_efficiency(task, {s: x[s] for s in EFFICIENCY_SETS if s in sets},
+                                                   y_tr, g_tr, y_te, seed, results)
     log.info("task %s: %s", task.name, {n: round(r[task.metric], 4) for n, r in results.items()})
     return out
 
 
-def label_efficiency(task, sets, feats, train, test, wl, rows, y_tr, g_tr, y_te, seed, full: dict) -> dict:
+def label_efficiency(task, x: dict, y_tr, g_tr, y_te, seed, full: dict) -> dict:
     """The main metric with the probe trained on a fraction of the train subjects (same draw for
-    every set); at 100% it is the main probe's (`full`)."""
-    out = {"fractions": list(FRACTIONS), "n_subjects": [], "results": {name: [] for name in sets}}
+    every set); at 100% it is the main probe's (`full`). `x`: {set: (train features, test features)}."""
+    out = {"fractions": list(FRACTIONS), "n_subjects": [], "results": {name: [] for name in x}}
     for frac in FRACTIONS:
         mask = subset_subjects(g_tr, y_tr, frac, task.kind, seed)
         out["n_subjects"].append(int(len(np.unique(g_tr[mask]))) if mask is not None else 0)
-        for name in sets:
-            if mask is not None and mask.all():
-                out["results"][name].append(full[name][task.metric])
-                continue
+        for name, (x_tr, x_te) in x.items():
             if mask is None:
-                out["results"][name].append(float("nan"))
-                continue
-            x_tr, _, _ = task_data(task, feats["train"], train, wl["train"], rows, name)
-            x_te, _, _ = task_data(task, feats["test"], test, wl["test"], rows, name)
-            model = fit_probe(x_tr[mask], y_tr[mask], g_tr[mask], task.kind, seed)
-            out["results"][name].append(score(y_te, predict(model, x_te, task.kind), task.kind)[task.metric])
+                value = float("nan")
+            elif mask.all():
+                value = full[name][task.metric]
+            else:
+                model = fit_probe(x_tr[mask], y_tr[mask], g_tr[mask], task.kind, seed)
+                value = score(y_te, predict(model, x_te, task.kind), task.kind)[task.metric]
+            out["results"][name].append(value)
     return out
 
 
@@ -341,7 +335,6 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
     pretrained weights (adds that feature set)."""
     from pipeline.cases import read_table
     from pipeline.export import load_encoder, load_trained
-    from pipeline.labels import read_labels
 
     outdir = Path(outdir)
     seed = eval_cfg["seed"]
@@ -351,7 +344,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
         raise ValueError("evaluation needs windows in both the train and the test split (see results/windows/manifest.json)")
     log.info("evaluating on %d train and %d test windows (%d / %d subjects)", len(train["caseid"]), len(test["caseid"]),
              len(np.unique(train["subjectid"])), len(np.unique(test["subjectid"])))
-    wanted = {(int(c), int(round(float(t) * 1000))) for split in (train, test) for c, t in zip(split["caseid"], split["start_s"])}
+    wanted = {window_key(c, t) for split in (train, test) for c, t in zip(split["caseid"], split["start_s"])}
     labels = read_labels(label_paths, wanted)  # the sampled windows' rows only
     wl = {"train": window_labels(train, labels), "test": window_labels(test, labels)}
     rows = {r["caseid"]: r for r in read_table(case_table)}

@@ -10,9 +10,9 @@ A feature is NaN where it is undefined for a window (a flat channel, too few bea
 imputes. NaN samples are read as 0 (`np.nan_to_num`), a flat channel is one whose samples are all
 equal.
 
-Beats. ECG R-peaks are found as the evaluation's heart-rate label finds them
-(`pipeline.tasks.rpeak_heart_rate`: 5-20 Hz band-pass, rectified, peaks above 40% of the 99th
-percentile, >= 250 ms apart). PPG beats are found on the 10 Hz low-passed PPG (`PPG_LOWPASS_HZ`,
+Beats. ECG R-peaks (`rpeaks`): 5-20 Hz band-pass, rectified, peaks above 40% of the 99th
+percentile, >= 250 ms apart. (The heart-rate label is not these: it is the windows stage's
+`quality.heart_rate_bpm`, from an autocorrelation.) PPG beats are found on the 10 Hz low-passed PPG (`PPG_LOWPASS_HZ`,
 zero phase): each beat is a peak of the first derivative (the steepest point of the systolic
 upstroke) above 40% of its 99th percentile, >= 270 ms apart; its trough is the minimum in the
 400 ms before it (not before the previous upstroke), its systolic peak the maximum in the 350 ms
@@ -32,7 +32,6 @@ import numpy as np
 from scipy.signal import butter, find_peaks, periodogram, sosfiltfilt
 
 from pipeline.channels import CHANNELS
-from pipeline.tasks import RPEAK_BAND_HZ
 
 BANDS_HZ = [(0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 40.0)]
 SPECTRAL_HR_HZ = (0.67, 3.0)  # 40-180 bpm: where the spectral heart rate is looked for
@@ -43,7 +42,8 @@ SPECTRAL_PADDING = 4  # periodogram length = 4 x window length (zero-padded), be
 UPSTROKE_MIN_SPACING_S = 0.27  # PPG upstrokes at least this far apart (up to 220 bpm)
 FOOT_SEARCH_S = 0.4  # trough: minimum this long before the steepest upstroke point
 PEAK_SEARCH_S = 0.35  # systolic peak: maximum this long after it
-RPEAK_MIN_SPACING_S = 0.25  # as in pipeline.tasks.rpeak_heart_rate
+RPEAK_BAND_HZ = (5.0, 20.0)  # ECG band-pass before R-peaks are picked
+RPEAK_MIN_SPACING_S = 0.25  # R-peaks at least this far apart (up to 240 bpm)
 
 _MOMENTS = ("mean", "std", "skewness", "kurtosis", "peak_to_peak", "zero_crossing_rate")
 _BAND_NAMES = tuple(f"logpow_{lo:g}-{hi:g}Hz" for lo, hi in BANDS_HZ)
@@ -138,7 +138,7 @@ def spectral_heart_rate(ppg: np.ndarray, fs: float) -> np.ndarray:
 
 
 def rpeaks(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """R-peaks of ECG windows [n, L], found as `pipeline.tasks.rpeak_heart_rate` finds them.
+    """R-peaks of ECG windows [n, L] (module docstring, "Beats").
     Returns, one entry per peak in window order: window index, sample index, and time in samples
     refined by a parabola through the rectified band-passed signal."""
     sos = butter(3, list(RPEAK_BAND_HZ), btype="band", fs=fs, output="sos")

@@ -1,6 +1,6 @@
 """Training an encoder on the labels (docs/design.md, "Evaluation"): fine-tuning the SSL encoder, and
 the supervised baseline (the same architecture from random weights). One multi-task linear head on
-the pooled tokens (mean over each channel's tokens, channels concatenated) predicts every
+the pooled tokens (`embedding.pool`: mean and spread of each channel's tokens, channels concatenated) predicts every
 window-level task at once: logistic outputs for the classifications, standardised targets for the
 regressions; a window contributes to the tasks whose label it has. The encoder sees what it sees at
 embedding time (pipeline/embedding.py): each window and channel z-scored, no mask.
@@ -45,8 +45,8 @@ def train_on_labels(encoder, signals: np.ndarray, targets: np.ndarray, kinds: li
         if len(col):
             mean[k], std[k] = col.mean(), (col.std() or 1.0)
     y = torch.as_tensor((targets - mean) / std, dtype=torch.float32)
-    cls = torch.as_tensor(is_cls, device=next(encoder.parameters()).device)
     device = next(encoder.parameters()).device
+    cls = torch.as_tensor(is_cls, device=device)
     model = WithHead(encoder, targets.shape[1], signals.shape[1]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)

@@ -153,8 +153,8 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
         except (CaseError, KeyError, OSError) as e:
             counts["unreadable"] += 1
             log.warning("case %d: labels left empty, its file cannot be read: %s", caseid, e)
-        if not numerics:
-            counts["no_label_tracks"] += 1
+        else:
+            counts["no_label_tracks"] += not numerics
         cols = label_case(numerics, starts, window_s, cfg)
         for i, s in enumerate(starts):
             rows.append([str(caseid), f"{s:.3f}", *(_cell(cols[c][i]) for c in COLUMNS[2:])])
@@ -167,6 +167,11 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
     return counts
 
 
+def window_key(caseid, start_s) -> tuple[int, int]:
+    """The key of a window in the label table: (caseid, start in whole ms)."""
+    return int(caseid), int(round(float(start_s) * 1000))
+
+
 def read_labels(paths: list[str | Path], keys: set | None = None) -> dict[tuple[int, int], dict[str, float]]:
     """{(caseid, start in ms): {column: value or NaN}} from label TSVs; only the rows whose key is in
     `keys` when given (memory then follows the windows asked for, not the dataset)."""
@@ -174,7 +179,7 @@ def read_labels(paths: list[str | Path], keys: set | None = None) -> dict[tuple[
     for p in paths:
         with open(p, newline="") as f:
             for r in csv.DictReader(f, delimiter="\t"):
-                key = (int(r["caseid"]), int(round(float(r["start_s"]) * 1000)))
+                key = window_key(r["caseid"], r["start_s"])
                 if keys is None or key in keys:
                     out[key] = {c: float(r[c]) if r[c] != "" else np.nan for c in COLUMNS[2:]}
     return out

@@ -3,7 +3,8 @@ report and the ablation summary loop over `TASKS`. A task names its label, the c
 features come from, whether it is a regression or a classification, its level and main metric:
   - window: the label belongs to the window, read from the per-window label table
     (`label(window_labels)`: {column: [n]}, the columns of pipeline/labels.py plus `hr_bpm`, the ECG
-    R-peak heart rate the windows stage stored in the shards),
+    heart rate the windows stage stored in the shards: `quality.heart_rate_bpm`, autocorrelation of
+    the QRS energy envelope),
   - subject: the label is a property of the patient, read from the case table (`label(rows)`);
     features are averaged over each subject's windows.
 A label is NaN where it is undefined; those windows (or subjects) are left out of that task.
@@ -15,26 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.signal import butter, find_peaks, sosfiltfilt
-
 from pipeline.labels import HORIZONS_MIN
-
-RPEAK_BAND_HZ = (5.0, 20.0)
-
-
-def rpeak_heart_rate(ecg: np.ndarray, fs: float) -> np.ndarray:
-    """Heart rate (bpm) per ECG window [n, L] from R-peaks: 5-20 Hz band-pass, peaks of the
-    rectified signal above 40% of its 99th percentile, at least 250 ms apart; 60 / median RR.
-    NaN where fewer than 3 peaks are found."""
-    sos = butter(3, list(RPEAK_BAND_HZ), btype="band", fs=fs, output="sos")
-    x = np.abs(sosfiltfilt(sos, np.nan_to_num(ecg), axis=-1))
-    out = np.full(len(x), np.nan)
-    for i, w in enumerate(x):
-        peaks, _ = find_peaks(w, height=0.4 * np.percentile(w, 99), distance=int(0.25 * fs))
-        if len(peaks) >= 3:
-            out[i] = 60.0 * fs / np.median(np.diff(peaks))
-    return out
-
 
 def window_column(column: str) -> Callable[[dict], np.ndarray]:
     def label(window_labels: dict) -> np.ndarray:
@@ -94,7 +76,7 @@ TASKS = (
     Task("sbp_mmHg", "regression", BOTH, "window", window_column("sbp_mmHg"), "systolic pressure over the window (mmHg)", "mae"),
     Task("dbp_mmHg", "regression", BOTH, "window", window_column("dbp_mmHg"), "diastolic pressure over the window (mmHg)", "mae"),
     Task("heart_rate_ppg", "regression", ("PPG",), "window", window_column("hr_bpm"),
-         "heart rate of the window (ECG R-peaks) from the PPG alone (a sanity task: the ECG is blanked for the encoders)", "mae"),
+         "heart rate of the window (ECG, as the windows stage measures it) from the PPG alone (a sanity task: the ECG is blanked for the encoders)", "mae"),
     Task("age", "regression", BOTH, "subject", numeric_column("age"), "age (years, case table)", "mae"),
     Task("sex", "classification", BOTH, "subject", category_column("sex", "F", "M"), "sex (F = 1, case table)", "auroc"),
     Task("bmi", "regression", BOTH, "subject", numeric_column("bmi"), "body-mass index (case table)", "mae"),

@@ -39,9 +39,12 @@ def tracks_params(*extra):
     return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
 
 
-def ablation_config(variant, seed):
-    """The full config of one ablation run (pipeline/ablations.py)."""
-    return run_config(config, variant, seed)
+# the full config of every ablation run (pipeline/ablations.py), built once
+RUN_CONFIGS = {
+    (v, s): run_config(config, v, s)
+    for v in config["ablations"]["variants"]
+    for s in config["ablations"]["seeds"]
+}
 
 
 ABLATION_RUN = "results/ablations/{variant}/seed{seed}"
@@ -59,30 +62,22 @@ def ablation_run_dirs():
 def run_section(*keys):
     """Params function: sections of one ablation run's config (its rerun trigger)."""
     return lambda w: json.dumps(
-        {k: ablation_config(w.variant, int(w.seed))[k] for k in keys}, sort_keys=True
+        {k: RUN_CONFIGS[w.variant, int(w.seed)][k] for k in keys}, sort_keys=True
     )
 
 
 def run_model(w):
-    return ablation_config(w.variant, int(w.seed))["model"]
+    return RUN_CONFIGS[w.variant, int(w.seed)]["model"]
 
 
 def run_pretrained_input(w):
-    return pretrained_input(run_model(w))(w)
-
-
-def model_configs():
-    """The model section of the main run and of every ablation variant."""
-    variants = config["ablations"]["variants"]
-    return [config["model"]] + [
-        ablation_config(v, config["ablations"]["seeds"][0])["model"] for v in variants
-    ]
+    return pretrained_input(run_model(w))
 
 
 def pretrained_params(wildcards):
     """What fetching one pretrained folder depends on (geometry is checked by the job that loads it)."""
     keys = ("backbone", "pretrained", "revision")
-    for m in model_configs():
+    for m in [config["model"]] + [c["model"] for c in RUN_CONFIGS.values()]:
         path = backbones.pretrained_dir(m)
         if path and Path(path).name == wildcards.name:
             return json.dumps({"model": {k: m[k] for k in keys}}, sort_keys=True)
@@ -90,10 +85,10 @@ def pretrained_params(wildcards):
 
 
 def pretrained_input(model_cfg):
-    """Input function: the local directory of model_cfg's pretrained weights (a hub id is fetched
-    there by the `pretrained` rule); none when it trains from scratch."""
+    """The local directory of model_cfg's pretrained weights (a hub id is fetched there by the
+    `pretrained` rule), as an input list; empty when it trains from scratch."""
     path = backbones.pretrained_dir(model_cfg)
-    return lambda w: [str(path)] if path else []
+    return [str(path)] if path else []
 
 
 def pretrained_arg(model_cfg):
