@@ -29,6 +29,7 @@ from tqdm import tqdm
 from pipeline.channels import CHANNELS
 from pipeline.errors import CaseError, TransientError, is_transient
 from pipeline.io import atomic_path, write_json
+from pipeline.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
 from pipeline.sources import get_source
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,6 @@ log = logging.getLogger(__name__)
 # A case file that parses wrong is the case's permanent fault; other OSErrors are transient (is_transient).
 PERMANENT = (CaseError, ValueError, EOFError, struct.error, zlib.error, gzip.BadGzipFile)
 HALF_LEN_FACTOR = 10  # scipy's resample_poly filter: half length 10 * max(up, down) (upsampled samples)
-
-
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop (exclusive) indices of the True runs of a boolean array."""
-    d = np.diff(mask.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
 def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -> np.ndarray:
@@ -56,17 +51,6 @@ def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -
         j1 = min(n_out, int(np.floor((b - 1 + radius_in) * r)) + 1)
         out[j0:j1] = True
     return out
-
-
-def _bridge(x: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> None:
-    """Fill the NaN runs [start, stop) of `x` in place by linear interpolation between the samples
-    either side (a run at an end takes the one neighbour's value), as `np.interp` over the valid
-    samples would, without its index arrays over the whole track (memory: one run at a time)."""
-    n = len(x)
-    for a, b in zip(starts.tolist(), stops.tolist()):
-        left = float(x[a - 1]) if a > 0 else float(x[b])
-        right = float(x[b]) if b < n else left
-        x[a:b] = np.linspace(left, right, b - a + 2)[1:-1]
 
 
 def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,53 +71,91 @@ def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(starts), np.concatenate(stops)
 
 
-def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10, overwrite: bool = False):
+def _ratio(fs_in: float, fs_out: int) -> Fraction:
+    return Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+
+
+def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10, overwrite: bool = False,
+                   filtered: np.ndarray | None = None):
     """Anti-aliased resampling of one native-rate track.
 
     Returns (y float32 at fs_out with NaN where the input had no data, saturated bool mask).
     `overwrite`: a float32 `x` may be used as scratch (its gaps are bridged in place) instead of
-    copied, when the caller no longer needs it.
+    copied, when the caller no longer needs it. `filtered`: the filter's output, already computed
+    while the track was read (`Streamer`); its gaps are marked here.
     """
-    ratio = Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+    ratio = _ratio(fs_in, fs_out)
     up, down = ratio.numerator, ratio.denominator
     x = np.asarray(x, dtype=np.float32)
     n_out = int(np.ceil(len(x) * up / down))
     nan = np.isnan(x)
+    if nan.all():
+        raise CaseError("track has no data")
     if ratio == 1:  # already at the target rate: a copy, no filter, gaps stay exactly where they are
-        if nan.all():
-            raise CaseError("track has no data")
         starts, stops = saturation_runs(x, saturation_min_run)
         return x.copy(), _mark_output(starts, stops, n_out, ratio, 0.5)
     has_gap = bool(nan.any())
     sat_starts, sat_stops = saturation_runs(x, saturation_min_run)  # on the raw values, gaps still NaN
-    if has_gap:
-        if nan.all():
-            raise CaseError("track has no data")
-        if not overwrite:
-            x = x.copy()
-        _bridge(x, *_runs(nan))
-    y = resample_poly(x, up, down, padtype="line").astype(np.float32, copy=False)[:n_out]
+    if filtered is not None:
+        y = filtered
+    else:
+        if has_gap:
+            if not overwrite:
+                x = x.copy()
+            bridge(x, *nan_runs(nan))
+        y = resample_poly(x, up, down, padtype="line").astype(np.float32, copy=False)[:n_out]
     if has_gap:
         radius = HALF_LEN_FACTOR * max(up, down) / up
-        y[_mark_output(*_runs(nan), n_out, ratio, radius)] = np.nan
+        y[_mark_output(*nan_runs(nan), n_out, ratio, radius)] = np.nan
     saturated = _mark_output(sat_starts, sat_stops, n_out, ratio, 0.5 / float(ratio))
     return y, saturated
 
 
-def resample_case(path: str | Path, params: dict):
+class Streamer:
+    """Filters tracks while they are read: a source's `on_samples` listener (pipeline.sources.Source.
+    read_tracks), one `pipeline.polyphase.StreamedTrack` per track whose rate is not the target's."""
+
+    def __init__(self, fs_out: int):
+        self.fs_out = fs_out
+        self.tracks: dict[str, StreamedTrack | None] = {}
+
+    def __call__(self, name: str, x: np.ndarray, fs_in: float, a: int, b: int) -> None:
+        """Samples [a, b) of track `name` are in `x` (its whole array, NaN where not yet written)."""
+        st = self.tracks.get(name, False)
+        if st is False:
+            ratio = _ratio(fs_in, self.fs_out)
+            st = self.tracks[name] = StreamedTrack(x, Polyphase(ratio.numerator, ratio.denominator)) if ratio != 1 else None
+        if st is not None:
+            st.placed(a, b)
+
+    def reset(self) -> None:
+        """The source reads the file again: what was filtered is dropped."""
+        self.tracks.clear()
+
+    def take(self, name: str, values: np.ndarray) -> np.ndarray | None:
+        """The filtered track, for `resample_track(..., filtered=)`; None where it was not streamed."""
+        st = self.tracks.pop(name, None)
+        return st.finish(values) if st is not None else None
+
+
+def resample_case(path: str | Path, params: dict, stream: bool = True):
     """Read one case through its source and resample it: (signals float32 [2, T], saturated bool
     [2, T], attrs). Tracks that start later than the case's first track are padded with NaN, so
-    channel samples with the same index share one time (docs/design.md, "Resampled cases")."""
+    channel samples with the same index share one time (docs/design.md, "Resampled cases").
+    `stream`: filter while the file is read, where the source can (the same result, sooner)."""
     source = get_source(params)
-    tracks = source.read_tracks(Path(path), params["signals"]["max_case_hours"] * 3600.0)
     fs = params["signals"]["target_fs"]
+    streamer = Streamer(fs) if stream else None
+    tracks = source.read_tracks(Path(path), params["signals"]["max_case_hours"] * 3600.0, on_samples=streamer)
     t0 = min(t.start_s for t in tracks)
     ys, sats = [], []
     names, rates, units = ([getattr(t, k) for t in tracks] for k in ("name", "fs", "unit"))
     while tracks:  # each native-rate array is dropped once resampled (peak memory: one track's, not all)
         trk = tracks.pop(0)
         try:
-            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"], overwrite=True)
+            filtered = streamer.take(trk.name, trk.values) if streamer else None
+            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"], overwrite=True,
+                                  filtered=filtered)
         except CaseError as e:
             raise CaseError(f"{trk.name}: {e}") from e
         lead = int(round((trk.start_s - t0) * fs))

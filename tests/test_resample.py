@@ -104,17 +104,3 @@ def test_saturation_runs_found_at_extremes_only():
     assert len(starts) == 10 and np.all(stops - starts >= 10)
     _, sat = resample_track(clipped, FS, OUT)
     assert 0.3 < sat.mean() < 0.4  # 2 sin > 1 for a third of the time
-
-
-def test_gaps_are_bridged_as_np_interp_would():
-    from pipeline.resample import _bridge, _runs
-
-    x = np.random.default_rng(5).normal(size=20_000).astype(np.float32)
-    for a, b in ((0, 7), (1000, 2000), (5000, 5001), (19_997, 20_000)):
-        x[a:b] = np.nan
-    nan = np.isnan(x)
-    expected = x.copy()
-    good = np.flatnonzero(~nan)
-    expected[nan] = np.interp(np.flatnonzero(nan), good, x[good])
-    _bridge(x, *_runs(nan))
-    np.testing.assert_array_equal(x, expected)

@@ -76,10 +76,17 @@ class Source:
         """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`."""
         raise NotImplementedError
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
         """The tracks of `tracks()` at their native rates with their start times; CaseError if one is
         missing, or if the recording spans more than `max_span_s` seconds (checked before any dense
-        array is allocated)."""
+        array is allocated).
+
+        `on_samples` (optional; a source that reads in pieces calls it, others ignore it):
+        `on_samples(name, values, fs, a, b)` once samples [a, b) of track `name` hold their final
+        values in `values`, the array that becomes the track's (NaN where nothing is written yet;
+        a call with `a` below an earlier call's `b` means earlier samples were written again), and
+        `on_samples.reset()` before the file is read again. `pipeline.resample.Streamer` filters
+        with it while the rest of the file is read (docs/design.md, "Reading .vital files")."""
         raise NotImplementedError
 
     def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pipeline.errors import CaseError
 from pipeline.sources import Source, Track, require_tracks
-from pipeline.sources._vitalfile import NUMERIC, PACKED_GAP, WAVE, ReadAgain, VitalTrack, read_vital
+from pipeline.sources._vitalfile import NUMERIC, WAVE, ReadAgain, VitalTrack, physical, read_vital
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,18 @@ class VitalFileSource(Source):
             if trk.type == WAVE and trk.srate > 0 and not trk.has_data:
                 raise CaseError(f"track {name} has no data")
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
         """Each track at its own rate on the file's clock: sample 0 at the file's `dtstart` for
         every track (so all tracks start at 0 s), each record at its nearest native sample
         (`place_wave`). CaseError if the recording spans more than `max_span_s`, found from the
         records' timestamps and sample counts before their samples are read (`read_vital`)."""
         tracks = self.tracks()
         try:  # samples written into their arrays as they are read: held once
-            vf = read_vital(path, waves=tracks, mode="place", max_span_s=max_span_s)
+            vf = read_vital(path, waves=tracks, mode="place", max_span_s=max_span_s, on_samples=on_samples)
         except ReadAgain as e:  # a record off the header's clock: keep the records, then place them
             log.info("%s: %s; reading it again", Path(path).name, e)
+            if on_samples is not None:
+                on_samples.reset()
             vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s)
         require_tracks(vf.tracks, tracks)
         for name in tracks:
@@ -114,19 +116,14 @@ def place_wave(trk: VitalTrack, dtstart: float, dtend: float, packed: bool = Fal
     """
     srate = float(trk.srate)
     n = int(np.ceil((dtend - dtstart) * srate))
-    if trk.dense is not None:  # placed while read (read_vital's "place" mode), by the same rule
+    if trk.dense is not None:  # placed while read (read_vital's "place" mode), by the same rule, physical
         out, trk.dense = trk.dense, None
     else:
         out = _placed(trk, dtstart, n)
+        physical(out, trk, packed)
     if trk.outside:
         log.warning("track %s: %d of %d records lie outside the recording [%r, %r) and are left out",
                     trk.name, trk.outside, len(trk.dts), dtstart, dtend)
-    if trk.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
-        if packed:
-            out[out == np.float32(PACKED_GAP[trk.fmt])] = np.nan
-        out *= trk.gain
-        out += trk.offset
-    out[np.isinf(out) | (out > 4e9)] = np.nan
     return out
 
 

@@ -27,7 +27,9 @@ Track timing follows vitaldb exactly (`dtstart`, `dtend`, tests/test_vital_reade
 from __future__ import annotations
 
 import math
+import queue
 import struct
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,8 @@ from pipeline.errors import CaseError
 
 IN_CHUNK = 1 << 18  # compressed bytes read from the file at a time
 OUT_CHUNK = 1 << 20  # most decompressed bytes produced at a time
+AHEAD = 4  # pieces inflated ahead of the parser (its thread: `_ahead`)
+STEP = 1 << 17  # "place" mode: samples made physical and passed to `on_samples` at a time
 WAVE, NUMERIC = 1, 2  # track types
 FMT = {1: "<f4", 2: "<f8", 3: "i1", 4: "u1", 5: "<i2", 6: "<u2", 7: "<i4", 8: "<u4"}
 # vitaldb's FMT_NAN (utils.py:128): the value its writer fills the gaps of a packed integer track with
@@ -68,6 +72,8 @@ class VitalTrack:
     has_data: bool = False  # "check" mode: a valid sample (finite; in a packed integer track, not the gap value)
     dense: np.ndarray | None = None  # "place" mode: the float32 samples on the file's clock (see read_vital)
     outside: int = 0  # records left out by placement, lying wholly before the clock (a dt <= 0)
+    top: int = 0  # "place" mode: one past the last sample written in `dense`
+    done: int = 0  # "place" mode: dense[:done] is physical (`physical`), dense[done:] as stored
 
     def __post_init__(self):
         self.dtype = np.dtype(FMT.get(self.fmt, "u1"))  # the sample type (fmt -1: left out, see _track)
@@ -119,12 +125,49 @@ def _pieces(f):
             raise CaseError("corrupt or truncated gzip stream: the file ends inside it")
 
 
+def _ahead(pieces, depth: int = AHEAD):
+    """The items of `pieces`, produced by a thread of their own up to `depth` ahead: zlib inflates
+    without the GIL, so the parser, placement and `on_samples` (the filter) run meanwhile. Its
+    errors are raised here; closing this generator stops the thread (the file stays open until then)."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def run():
+        try:
+            for p in pieces:
+                q.put(p)
+                if stop.is_set():
+                    return
+            q.put(end)
+        except BaseException as e:  # handed to the reader's thread, raised there
+            q.put(e)
+
+    t = threading.Thread(target=run, name="vital-inflate", daemon=True)
+    t.start()
+    try:
+        while (p := q.get()) is not end:
+            if isinstance(p, BaseException):
+                raise p
+            yield p
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock its put, let it see `stop`
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.01)
+
+
 class _Stream:
     """Forward reads over `_pieces`: `take(n)` bytes, `chunks(n)` (the next n bytes in pieces)."""
 
     def __init__(self, f):
-        self.pieces = _pieces(f)
+        self.pieces = _ahead(_pieces(f))
         self.buf, self.pos = b"", 0
+
+    def close(self) -> None:
+        self.pieces.close()
 
     def fill(self, n: int) -> bool:
         """At least n bytes from `pos` in `buf` (False: the stream ends before)."""
@@ -169,12 +212,14 @@ class _Stream:
                 c, carry = c[:cut], c[cut:]
             yield np.frombuffer(c, dtype, len(c) // size)
 
-    def into(self, dst: np.ndarray, dtype: np.dtype) -> None:
-        """The next len(dst) items of `dtype`, cast into `dst`."""
+    def into(self, dst: np.ndarray, dtype: np.dtype, each=None) -> None:
+        """The next len(dst) items of `dtype`, cast into `dst`; `each(k)` after each piece (dst[:k] written)."""
         at = 0
         for a in self.items(len(dst), dtype):
             dst[at : at + len(a)] = a
             at += len(a)
+            if each is not None:
+                each(at)
 
     def chunks(self, n: int):
         """The next n bytes, as memoryviews of at most max(OUT_CHUNK, what is buffered) bytes."""
@@ -220,16 +265,19 @@ def _track(body: bytes, devices: dict) -> tuple[int, VitalTrack]:
     return tid, t
 
 
-def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_span_s: float = float("inf")) -> Vital:
+def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_span_s: float = float("inf"),
+               on_samples=None) -> Vital:
     """Read the tracks named in `waves` and `numerics` (exact names, as `device/track`).
 
     `mode` says what happens to wave records: "keep" (the sample arrays: the file's type, float32
     for types wider than 4 bytes or 32-bit integers), "check" (read, `has_data` set, not kept),
     "time" (bodies skipped: timing only), or "place": each record is written as it is read into
     the track's float32 array on the header's clock (`dense`, sample i at header dtstart + i/srate,
-    a record at its nearest sample, later records over earlier ones: `place_wave`'s rule), so the
-    samples are held once, not as records and then as an array. `ReadAgain` when a record lies off
-    that clock (the clock would move); a header without a clock reads as "keep". Numeric records are
+    a record at its nearest sample, later records over earlier ones: `place_wave`'s rule; values
+    made physical as `place_wave` does, `physical`), so the samples are held once, not as records
+    and then as an array; `on_samples` (pipeline.sources.Source.read_tracks) is told of them in
+    pieces of about STEP samples. `ReadAgain` when a record lies off that clock (the clock would
+    move); a header without a clock reads as "keep". Numeric records are
     always kept. The clock is vitaldb's: `dtstart`/`dtend` from the header, widened by the records
     of the wave tracks in `waves` (numeric tracks do not move it). CaseError as soon as that clock
     spans more than `max_span_s` (before the record that widens it is read), when the records of a
@@ -240,123 +288,164 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     waves, numerics = set(waves), set(numerics)
     with open(path, "rb") as f:
         s = _Stream(f)
-        if not s.fill(10) or s.take(4) != b"VITA":
-            raise CaseError("not a .vital file (no VITA signature)")
-        s.take(4)  # format version
-        header = s.take(_u16(s.take(2), 0)[0])
-        dtstart = _f64(header, 10)[0] if len(header) >= 26 else 0.0
-        dtend = _f64(header, 18)[0] if len(header) >= 26 else 0.0
-        packed = len(header) >= 27 and header[26] == 1
-        hdr0, hdr1 = dtstart, dtend
-        direct = mode == "place" and hdr0 > 0 and hdr1 > hdr0
+        try:
+            return _read(s, waves, numerics, mode, max_span_s, on_samples)
+        finally:
+            s.close()  # stops the inflating thread before the file closes
 
-        def check_span():
-            if dtstart and dtend - dtstart > max_span_s:
-                raise CaseError(f"recording spans {(dtend - dtstart) / 3600:.1f} h, "
-                                f"over signals.max_case_hours ({max_span_s / 3600:g} h)")
 
-        check_span()
-        devices: dict[int, str] = {}
-        by_tid: dict[int, VitalTrack] = {}  # the tracks asked for, by track id
-        tracks: dict[str, VitalTrack] = {}
-        while True:
-            if len(s.buf) - s.pos < 5 and not s.fill(5):
-                if len(s.buf) > s.pos:
-                    raise CaseError("truncated .vital file: the stream ends inside a packet header")
-                break
-            ptype, plen = _PACKET(s.buf, s.pos)
-            s.pos += 5
-            if not packed and plen > UNPACKED_MAX_PACKET:
-                raise CaseError(f"corrupt .vital file: a packet of {plen} bytes in an unpacked file")
-            small = plen <= OUT_CHUNK  # small packets are read whole into the buffer, larger ones streamed
-            if small and len(s.buf) - s.pos < plen and not s.fill(plen):
-                raise CaseError("truncated .vital file: the stream ends inside a packet")
-            if ptype == 1 and plen >= 12:  # a record: read its info, then keep, check or skip its body
-                if not s.fill(12):
-                    raise CaseError("truncated .vital file: the stream ends inside a record")
-                infolen, dt, tid = _REC(s.buf, s.pos)  # s.pos stays at the record's start until its data
-                trk = by_tid.get(tid)
-                left = plen - 2 - infolen  # bytes of data after the info
-                if trk is None or left < 0:
-                    s.skip(plen)
-                    continue
-                if trk.type == NUMERIC:
-                    if left >= trk.itemsize and s.fill(plen - left + trk.itemsize):
-                        trk.dts.append(dt)
-                        trk.vals.append(float(np.frombuffer(s.buf, trk.dtype, 1, s.pos + plen - left)[0]))
-                    s.skip(plen)
-                    continue
-                # a wave record: nsamp, then the samples
-                if left < 4 or not s.fill(plen - left + 4):
-                    raise CaseError(f"corrupt .vital file: a record of track {trk.name} without a sample count")
-                nsamp = _u32(s.buf, s.pos + plen - left)[0]
-                left -= 4
-                nbytes = nsamp * trk.itemsize
-                if nbytes > left:
-                    raise CaseError(f"corrupt .vital file: a record of track {trk.name} claims {nsamp} samples, "
-                                    f"its packet holds {left // trk.itemsize}")
-                if dtstart == 0 or 0 < dt < dtstart:  # vitaldb's clock (utils.py:2121-2138)
-                    dtstart = dt
-                dtend = max(dtend, dt, dt + nsamp / trk.srate if trk.srate > 0 else dt)
-                check_span()
-                if mode == "time" or trk.srate <= 0:  # no rate: not placeable, the caller says so
-                    s.skip(plen)
-                    continue
-                trk.samples += nsamp
-                if trk.samples > 2 * max_span_s * trk.srate + len(trk.dts) + 1:
-                    raise CaseError(f"records of track {trk.name} hold {trk.samples} samples, more than twice "
-                                    f"signals.max_case_hours ({max_span_s / 3600:g} h) at {trk.srate:g} Hz")
-                trk.dts.append(dt)
-                s.pos += plen - left  # the first sample
-                if direct:
-                    if 0 < dt < hdr0:
-                        raise ReadAgain(f"a record of {trk.name} starts before the header's dtstart")
-                    a = math.floor((dt - hdr0) * trk.srate + 0.5)
-                    if trk.dense is None:
-                        n = math.ceil((hdr1 - hdr0) * trk.srate) + math.ceil(SLACK_S * trk.srate)
-                        trk.dense = np.full(n, np.nan, dtype=np.float32)
-                    if a + nsamp > len(trk.dense):
-                        raise ReadAgain(f"a record of {trk.name} ends past the header's dtend")
-                    if a < 0:  # a dt <= 0 (the clock ignores it): wholly before the recording
-                        trk.outside += nsamp > 0
-                        s.skip(nbytes)
-                    else:
-                        s.into(trk.dense[a : a + nsamp], trk.dtype)
-                elif mode in ("keep", "place"):
-                    wide = trk.fmt in (2, 7, 8)  # float64, 32-bit integers: float32 now,
-                    vals = np.empty(nsamp, np.float32 if wide else trk.dtype)  # as place_wave casts, in less memory
-                    s.into(vals, trk.dtype)
-                    trk.vals.append(vals)
-                else:  # check, piece by piece
-                    for a in s.items(nsamp, trk.dtype):
-                        trk.has_data = trk.has_data or _has_valid(a, trk.fmt, packed)
-                s.skip(left - nbytes)
+def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, on_samples) -> Vital:
+    """`read_vital` over an open stream."""
+    if not s.fill(10) or s.take(4) != b"VITA":
+        raise CaseError("not a .vital file (no VITA signature)")
+    s.take(4)  # format version
+    header = s.take(_u16(s.take(2), 0)[0])
+    dtstart = _f64(header, 10)[0] if len(header) >= 26 else 0.0
+    dtend = _f64(header, 18)[0] if len(header) >= 26 else 0.0
+    packed = len(header) >= 27 and header[26] == 1
+    hdr0, hdr1 = dtstart, dtend
+    direct = mode == "place" and hdr0 > 0 and hdr1 > hdr0
+
+    def check_span():
+        if dtstart and dtend - dtstart > max_span_s:
+            raise CaseError(f"recording spans {(dtend - dtstart) / 3600:.1f} h, "
+                            f"over signals.max_case_hours ({max_span_s / 3600:g} h)")
+
+    check_span()
+    devices: dict[int, str] = {}
+    by_tid: dict[int, VitalTrack] = {}  # the tracks asked for, by track id
+    tracks: dict[str, VitalTrack] = {}
+    while True:
+        if len(s.buf) - s.pos < 5 and not s.fill(5):
+            if len(s.buf) > s.pos:
+                raise CaseError("truncated .vital file: the stream ends inside a packet header")
+            break
+        ptype, plen = _PACKET(s.buf, s.pos)
+        s.pos += 5
+        if not packed and plen > UNPACKED_MAX_PACKET:
+            raise CaseError(f"corrupt .vital file: a packet of {plen} bytes in an unpacked file")
+        small = plen <= OUT_CHUNK  # small packets are read whole into the buffer, larger ones streamed
+        if small and len(s.buf) - s.pos < plen and not s.fill(plen):
+            raise CaseError("truncated .vital file: the stream ends inside a packet")
+        if ptype == 1 and plen >= 12:  # a record: read its info, then keep, check or skip its body
+            if not s.fill(12):
+                raise CaseError("truncated .vital file: the stream ends inside a record")
+            infolen, dt, tid = _REC(s.buf, s.pos)  # s.pos stays at the record's start until its data
+            trk = by_tid.get(tid)
+            left = plen - 2 - infolen  # bytes of data after the info
+            if trk is None or left < 0:
+                s.skip(plen)
                 continue
-            body = s.take(plen)
-            if ptype == 9 and plen >= 4:  # a device
-                did = _u32(body, 0)[0]
-                dtype_, pos = _str(body, 4)
-                name, pos = _str(body, pos)
-                devices[did] = name or dtype_
-            elif ptype == 0 and plen >= 8:  # a track
-                tid, t = _track(body, devices)
-                if t.fmt == -1:
-                    continue
-                if (t.name in waves and t.type == WAVE) or (t.name in numerics and t.type == NUMERIC):
-                    kept = tracks.get(t.name)
-                    if kept is not None:  # a second header for the name: vitaldb keeps the last one
-                        t.dts, t.vals, t.samples, t.has_data = kept.dts, kept.vals, kept.samples, kept.has_data
-                    by_tid[tid] = tracks[t.name] = t
-                elif t.name in waves or t.name in numerics:
-                    tracks[t.name] = t  # of another type: named so the caller can say so; not read
+            if trk.type == NUMERIC:
+                if left >= trk.itemsize and s.fill(plen - left + trk.itemsize):
+                    trk.dts.append(dt)
+                    trk.vals.append(float(np.frombuffer(s.buf, trk.dtype, 1, s.pos + plen - left)[0]))
+                s.skip(plen)
+                continue
+            # a wave record: nsamp, then the samples
+            if left < 4 or not s.fill(plen - left + 4):
+                raise CaseError(f"corrupt .vital file: a record of track {trk.name} without a sample count")
+            nsamp = _u32(s.buf, s.pos + plen - left)[0]
+            left -= 4
+            nbytes = nsamp * trk.itemsize
+            if nbytes > left:
+                raise CaseError(f"corrupt .vital file: a record of track {trk.name} claims {nsamp} samples, "
+                                f"its packet holds {left // trk.itemsize}")
+            if dtstart == 0 or 0 < dt < dtstart:  # vitaldb's clock (utils.py:2121-2138)
+                dtstart = dt
+            dtend = max(dtend, dt, dt + nsamp / trk.srate if trk.srate > 0 else dt)
+            check_span()
+            if mode == "time" or trk.srate <= 0:  # no rate: not placeable, the caller says so
+                s.skip(plen)
+                continue
+            trk.samples += nsamp
+            if trk.samples > 2 * max_span_s * trk.srate + len(trk.dts) + 1:
+                raise CaseError(f"records of track {trk.name} hold {trk.samples} samples, more than twice "
+                                f"signals.max_case_hours ({max_span_s / 3600:g} h) at {trk.srate:g} Hz")
+            trk.dts.append(dt)
+            s.pos += plen - left  # the first sample
+            if direct:
+                if 0 < dt < hdr0:
+                    raise ReadAgain(f"a record of {trk.name} starts before the header's dtstart")
+                a = math.floor((dt - hdr0) * trk.srate + 0.5)
+                if trk.dense is None:
+                    n = math.ceil((hdr1 - hdr0) * trk.srate) + math.ceil(SLACK_S * trk.srate)
+                    trk.dense = np.full(n, np.nan, dtype=np.float32)
+                if a + nsamp > len(trk.dense):
+                    raise ReadAgain(f"a record of {trk.name} ends past the header's dtend")
+                if a < 0:  # a dt <= 0 (the clock ignores it): wholly before the recording
+                    trk.outside += nsamp > 0
+                    s.skip(nbytes)
+                else:
+                    done = trk.done
+                    s.into(trk.dense[a : a + nsamp], trk.dtype,
+                           (lambda k, t=trk, a=a: _advance(t, a + k, packed, on_samples)) if nsamp > STEP else None)
+                    if a < done:  # written again below what was made physical: that part now
+                        b = min(a + nsamp, done)
+                        physical(trk.dense[a:b], trk, packed)
+                        if on_samples is not None:
+                            on_samples(trk.name, trk.dense, trk.srate, a, b)
+                    _advance(trk, a + nsamp, packed, on_samples)
+            elif mode in ("keep", "place"):
+                wide = trk.fmt in (2, 7, 8)  # float64, 32-bit integers: float32 now,
+                vals = np.empty(nsamp, np.float32 if wide else trk.dtype)  # as place_wave casts, in less memory
+                s.into(vals, trk.dtype)
+                trk.vals.append(vals)
+            else:  # check, piece by piece
+                for a in s.items(nsamp, trk.dtype):
+                    trk.has_data = trk.has_data or _has_valid(a, trk.fmt, packed)
+            s.skip(left - nbytes)
+            continue
+        body = s.take(plen)
+        if ptype == 9 and plen >= 4:  # a device
+            did = _u32(body, 0)[0]
+            dtype_, pos = _str(body, 4)
+            name, pos = _str(body, pos)
+            devices[did] = name or dtype_
+        elif ptype == 0 and plen >= 8:  # a track
+            tid, t = _track(body, devices)
+            if t.fmt == -1:
+                continue
+            if (t.name in waves and t.type == WAVE) or (t.name in numerics and t.type == NUMERIC):
+                kept = tracks.get(t.name)
+                if kept is not None:  # a second header for the name: vitaldb keeps the last one, and the records
+                    for k in ("dts", "vals", "samples", "has_data", "dense", "outside", "top", "done"):
+                        setattr(t, k, getattr(kept, k))
+                by_tid[tid] = tracks[t.name] = t
+            elif t.name in waves or t.name in numerics:
+                tracks[t.name] = t  # of another type: named so the caller can say so; not read
     if direct:
         for t in tracks.values():
             if t.dense is not None:  # the array place_wave would allocate: ceil((dtend - dtstart) * srate)
                 n = math.ceil((dtend - dtstart) * t.srate)
                 if n > len(t.dense):
                     raise ReadAgain(f"the clock of {t.name} ends past the header's dtend")
+                physical(t.dense[t.done : t.top], t, packed)
+                t.done = t.top
                 t.dense = t.dense[:n]
     return Vital(dtstart, dtend, packed, tracks)
+
+
+def _advance(t: VitalTrack, top: int, packed: bool, on_samples) -> None:
+    """"place" mode: dense[:top] written; make a STEP or more of new samples physical and say so."""
+    t.top = max(t.top, top)
+    if t.top - t.done >= STEP:
+        a, t.done = t.done, t.top
+        physical(t.dense[a : t.top], t, packed)
+        if on_samples is not None:
+            on_samples(t.name, t.dense, t.srate, a, t.top)
+
+
+def physical(out: np.ndarray, t: VitalTrack, packed: bool) -> None:
+    """Samples as stored -> physical values, in place (`place_wave` documents the rules): an integer
+    track's gap value in a packed file is NaN, integers are `* gain + offset` (in float32), and
+    +-inf or values > 4e9 are NaN."""
+    if t.fmt > 2:  # integer samples: physical = raw * gain + offset (1: float, 2: double)
+        if packed:
+            out[out == np.float32(PACKED_GAP[t.fmt])] = np.nan
+        out *= t.gain
+        out += t.offset
+    out[np.isinf(out) | (out > 4e9)] = np.nan
 
 
 def _has_valid(vals: np.ndarray, fmt: int, packed: bool) -> bool:

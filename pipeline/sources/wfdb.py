@@ -219,7 +219,7 @@ class WFDBSource(Source):
             _said_no_numerics = True
         return super().read_numerics(path, names)
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf")) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
         import wfdb
 
         record = _read_pointer(path)["record"]

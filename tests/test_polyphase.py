@@ -1,0 +1,206 @@
+"""The filter run while a case is read (pipeline/polyphase.py, `resample.Streamer`, the reader's
+inflating thread) gives what filtering the whole array gives (issue 9, point 0's speed target)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import vitaldb
+from scipy.signal import resample_poly
+
+from pipeline import polyphase
+from pipeline.errors import CaseError
+from pipeline.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
+from pipeline.resample import Streamer, resample_case
+from pipeline.sources import _vitalfile, get_source
+from pipeline.sources.demo import write_vital
+
+FS, OUT = 500, 125
+PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
+SIG = {"source": "local", "local": {"tracks": {"ppg": PPG, "ecg": ECG}},
+       "signals": {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24}}
+
+
+def test_gaps_are_bridged_as_np_interp_would():
+    x = np.random.default_rng(5).normal(size=20_000).astype(np.float32)
+    for a, b in ((0, 7), (1000, 2000), (5000, 5001), (19_997, 20_000)):
+        x[a:b] = np.nan
+    nan = np.isnan(x)
+    expected = x.copy()
+    good = np.flatnonzero(~nan)
+    expected[nan] = np.interp(np.flatnonzero(nan), good, x[good])
+    bridge(x, *nan_runs(nan))
+    np.testing.assert_array_equal(x, expected)
+
+
+def whole(x: np.ndarray, up: int, down: int) -> np.ndarray:
+    """The reference: gaps bridged, then scipy's resample_poly on the whole array."""
+    x = x.copy()
+    bridge(x, *nan_runs(np.isnan(x)))
+    return resample_poly(x, up, down, padtype="line").astype(np.float32)
+
+
+def stream(x: np.ndarray, up: int, down: int, rng, room: int = 0, min_out: int = 300):
+    """Write x into a NaN-filled array in random pieces, in order, telling a StreamedTrack."""
+    dense = np.full(len(x) + room, np.nan, np.float32)
+    st = StreamedTrack(dense, Polyphase(up, down), min_out=min_out)
+    pos = 0
+    while pos < len(x):
+        b = min(len(x), pos + int(rng.integers(1, 4000)))
+        dense[pos:b] = x[pos:b]
+        st.placed(pos, b)
+        pos = b
+    return st, dense
+
+
+@pytest.mark.parametrize("up,down", [(1, 4), (1, 2), (5, 12), (125, 128), (2, 3)])
+@pytest.mark.parametrize("gaps", ["none", "inside", "leading", "trailing"])
+def test_streamed_equals_resample_poly_on_the_whole_array(up, down, gaps):
+    rng = np.random.default_rng(up * 100 + down + len(gaps))
+    n = int(rng.integers(30_000, 90_000))
+    x = np.cumsum(rng.normal(size=n)).astype(np.float32)
+    if gaps == "inside":  # runs across piece boundaries, one sample, one long
+        for a, k in ((5_000, 1), (9_000, 3_500), (20_000, 700)):
+            x[a : a + k] = np.nan
+    elif gaps == "leading":
+        x[:1_234] = np.nan
+    elif gaps == "trailing":
+        x[-2_345:] = np.nan
+    st, dense = stream(x, up, down, rng, room=777)
+    before = st.j
+    assert before > st.poly.first_inside() + 1_000  # most of the filter ran while the track arrived
+    values = dense[:n]
+    y = st.finish(values)
+    ref = whole(x, up, down)
+    assert y is not None and y.shape == ref.shape and y.dtype == np.float32
+    j0, j1 = st.poly.first_inside(), st.poly.end_inside(n)
+    np.testing.assert_array_equal(y[j0:j1], ref[j0:j1])  # inside: the same sums, bit for bit
+    np.testing.assert_allclose(y, ref, rtol=1e-6, atol=1e-6 * np.nanmax(np.abs(x)))  # the ends: the line pad
+    np.testing.assert_array_equal(values, x)  # the track as written: gaps NaN again
+
+
+def test_a_write_below_the_filtered_part_stops_streaming_and_restores_the_array():
+    rng = np.random.default_rng(7)
+    x = np.cumsum(rng.normal(size=40_000)).astype(np.float32)
+    x[10_000:10_500] = np.nan  # a gap, bridged while streaming, that a late record fills in part
+    st, dense = stream(x, 1, 4, rng)
+    assert st.bridged > 11_000 and st.j > st.poly.first_inside()
+    late = rng.normal(size=200).astype(np.float32)
+    dense[10_100:10_300] = late  # a record out of order, over the bridged gap
+    st.placed(10_100, 10_300)
+    assert st.finish(dense) is None  # the caller filters the whole array
+    expected = x.copy()
+    expected[10_100:10_300] = late
+    np.testing.assert_array_equal(dense, expected)  # the rest of the gap is NaN again
+
+
+def test_a_track_cut_shorter_than_written_is_filtered_as_cut():
+    """read_vital trims a track to the clock's length after placing it; a run reaching the new end
+    then takes only its left neighbour, as on the cut array."""
+    rng = np.random.default_rng(8)
+    x = np.cumsum(rng.normal(size=50_000)).astype(np.float32)
+    x[44_000:46_000] = np.nan
+    st, dense = stream(x, 1, 4, rng)
+    n = 45_000
+    y = st.finish(dense[:n])
+    np.testing.assert_array_equal(y, whole(x[:n], 1, 4))
+    np.testing.assert_array_equal(dense[:n], x[:n])
+
+
+def test_a_track_shorter_than_the_filter_is_left_to_the_caller():
+    x = np.arange(100, dtype=np.float32)
+    st, dense = stream(x, 1, 4, np.random.default_rng(9))
+    assert st.finish(dense) is None
+
+
+@pytest.fixture
+def small_steps(monkeypatch):
+    """Stream in small pieces, so that cases of seconds stream as hours do."""
+    monkeypatch.setattr(_vitalfile, "STEP", 700)
+    monkeypatch.setattr(polyphase, "MIN_OUT", 150)
+    streamed = []
+    take = Streamer.take
+
+    def spy(self, name, values):
+        y = take(self, name, values)
+        streamed.append(y is not None)
+        return y
+
+    monkeypatch.setattr(Streamer, "take", spy)
+    return streamed
+
+
+def int16_case(path, packed: bool, order: str) -> None:
+    """int16 tracks with gain and offset (physical values made piece by piece), a 3 s gap; records
+    in order, reversed, or one record written again over earlier ones."""
+    rng = np.random.default_rng(11)
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, 4102444800.0, 4102444800.0 + 60
+    for name, gain, offset in ((PPG, 0.0123, 40.5), (ECG, 0.000305, -1.25)):
+        raw = (2000 * np.sin(np.arange(60 * FS) / 40) + rng.integers(-50, 50, 60 * FS)).astype(np.int16)
+        recs = [{"dt": vf.dtstart + k, "val": raw[k * FS : (k + 1) * FS]} for k in range(60) if not 20 <= k < 23]
+        if order == "reversed":
+            recs = recs[::-1]
+        elif order == "again":
+            recs.append({"dt": vf.dtstart + 5.5, "val": raw[:FS]})
+        trk = vf.add_track(name, recs, srate=FS)
+        trk.fmt, trk.gain, trk.offset = 5, gain, offset
+    assert vf.to_vital(str(path), packed=packed)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["records", "packed"])
+@pytest.mark.parametrize("order", ["in-order", "reversed", "again"])
+def test_resample_case_streamed_equals_whole_track(tmp_path, small_steps, packed, order):
+    path = tmp_path / "case.vital"
+    int16_case(path, packed, order)
+    a = resample_case(path, SIG, stream=True)
+    b = resample_case(path, SIG, stream=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert a[2] == b[2]
+    # streamed where records came in order (a packed file is one record per track: always in order)
+    assert small_steps == [True, True] if packed or order == "in-order" else small_steps == [False, False]
+    if not packed:  # the samples as placed, piece by piece, equal vitaldb's (its grid, the gap NaN)
+        vf = vitaldb.VitalFile(str(path), [PPG, ECG])
+        for t in get_source(SIG).read_tracks(path):
+            np.testing.assert_array_equal(t.values, vf.get_track_samples(t.name, 1 / FS))
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["records", "packed"])
+def test_float_case_with_gaps_streamed_equals_whole_track(tmp_path, small_steps, packed):
+    rng = np.random.default_rng(12)
+    t = np.arange(90 * FS) / FS
+    ppg, ecg = 60 + 10 * np.sin(2 * np.pi * 1.2 * t), np.sin(2 * np.pi * 7 * t) + 0.1 * rng.normal(size=len(t))
+    path = tmp_path / "float.vital"
+    write_vital(path, {PPG: ppg, ECG: ecg}, FS, 4102444800.0, gaps=[(0, 2), (30, 41.5), (88, 90)], packed=packed)
+    a = resample_case(path, SIG, stream=True)
+    b = resample_case(path, SIG, stream=False)
+    assert small_steps == [True, True]
+    for u, v in zip(a[:2], b[:2]):
+        np.testing.assert_array_equal(u, v)
+
+
+def inflating() -> list:
+    return [t for t in threading.enumerate() if t.name == "vital-inflate"]
+
+
+def test_the_inflating_thread_ends_with_the_read_whatever_stops_it(tmp_path):
+    path = tmp_path / "ok.vital"
+    x = np.sin(np.arange(200 * FS) / 50)
+    write_vital(path, {PPG: x, ECG: x}, FS, 4102444800.0, packed=True)
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.vital"
+    cut.write_bytes(raw[: len(raw) // 2])
+    bad = tmp_path / "bad.vital"
+    bad.write_bytes(raw[:5000] + bytes(b ^ 0x5A for b in raw[5000:9000]) + raw[9000:])
+    src = get_source(SIG)
+    for p in (cut, bad):
+        with pytest.raises(CaseError):
+            src.read_tracks(p)
+        assert not inflating()
+    with pytest.raises(CaseError, match="spans"):  # the reader stops early: the thread still ends
+        src.read_tracks(path, max_span_s=60.0)
+    assert not inflating()
+    assert len(src.read_tracks(path)[0].values) == 200 * FS and not inflating()
