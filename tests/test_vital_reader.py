@@ -255,3 +255,41 @@ def test_records_off_the_header_clock_are_read_again_and_placed_as_vitaldb(tmp_p
     for t in tracks:
         assert len(t.values) == 12 * FS
         np.testing.assert_array_equal(t.values, theirs.get_track_samples(t.name, 1 / FS))
+
+
+def test_a_second_header_of_a_track_keeps_its_records_in_every_mode(tmp_path):
+    """A track packet repeated halfway through the records: its samples before the repeat stay,
+    whether records are kept ("keep", then placed) or placed as read ("place")."""
+    import struct
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "one-header.vital"
+    write_vital_pair(src, rng)
+    data = gzip.decompress(src.read_bytes())
+    pos = 10 + struct.unpack_from("<H", data, 8)[0]
+    packets, track_packet = [], None
+    while pos < len(data):
+        ptype, plen = struct.unpack_from("<BL", data, pos)
+        packets.append(data[pos : pos + 5 + plen])
+        if ptype == 0 and track_packet is None:
+            track_packet = packets[-1]
+        pos += 5 + plen
+    records = [i for i, p in enumerate(packets) if p[0] == 1]
+    half = records[len(records) // 2]
+    head = data[: 10 + struct.unpack_from("<H", data, 8)[0]]
+    path = tmp_path / "two-headers.vital"
+    path.write_bytes(gzip.compress(head + b"".join(packets[:half] + [track_packet] + packets[half:])))
+    from pipeline.sources._vital import place_wave
+
+    for mode in ("keep", "place"):
+        vf = read_vital(path, waves=[PPG, ECG], mode=mode)
+        ref = read_vital(src, waves=[PPG, ECG], mode=mode)
+        for n in (PPG, ECG):
+            np.testing.assert_array_equal(place_wave(vf.tracks[n], vf.dtstart, vf.dtend, vf.packed),
+                                          place_wave(ref.tracks[n], ref.dtstart, ref.dtend, ref.packed))
+
+
+def write_vital_pair(path, rng) -> None:
+    from pipeline.sources.demo import write_vital
+
+    write_vital(path, {PPG: rng.normal(size=20 * FS), ECG: rng.normal(size=20 * FS)}, FS, DT0, packed=False)
