@@ -177,7 +177,7 @@ class StreamedTrack:
         if not self.alive or not np.shares_memory(values, self.x):
             return None
         n, poly = len(values), self.poly
-        if not poly.long_enough(n) or np.isnan(values).all():
+        if not poly.long_enough(n) or np.isnan(np.fmax.reduce(values)):  # short, or no sample (no mask array)
             self._unbridge()
             return None
         if self.bridged >= n:  # the track was cut shorter than written: a run reaching n ends it now

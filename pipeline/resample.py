@@ -30,7 +30,7 @@ from pipeline.channels import CHANNELS
 from pipeline.errors import CaseError, TransientError, is_transient
 from pipeline.io import atomic_path, write_json
 from pipeline.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
-from pipeline.sources import get_source
+from pipeline.sources import Track, get_source
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,35 @@ def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -
     return out
 
 
-def saturation_runs(x: np.ndarray, min_run: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs of >= `min_run` samples equal to the max or the min of `x` (NaN ignored)."""
-    if not np.isfinite(x).any():
+def saturation_runs(x: np.ndarray, min_run: int, block: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of >= `min_run` samples equal to the max or the min of `x` (NaN ignored).
+
+    The extremes are taken per block of `block` samples first, and only the blocks that hold one
+    are searched (no mask over the whole track: a 24 h track is 43 M samples)."""
+    n = len(x)
+    full = n // block * block
+    parts = [x[:full].reshape(-1, block)] if full else []
+    if n > full:
+        parts.append(x[full:].reshape(1, -1))
+    hi_b = np.concatenate([np.fmax.reduce(p, axis=1) for p in parts]) if parts else np.zeros(0, x.dtype)
+    if not len(hi_b) or np.isnan(hi := np.fmax.reduce(hi_b)):
         return np.zeros(0, int), np.zeros(0, int)
+    lo_b = np.concatenate([np.fmin.reduce(p, axis=1) for p in parts])
     starts, stops = [np.zeros(0, int)], [np.zeros(0, int)]
-    for level in (np.nanmax(x), np.nanmin(x)):
-        idx = np.flatnonzero(x == level)
-        if len(idx) < min_run:
-            continue
-        breaks = np.flatnonzero(np.diff(idx) != 1)
-        s = idx[np.r_[0, breaks + 1]]
-        e = idx[np.r_[breaks, len(idx) - 1]] + 1
-        keep = (e - s) >= min_run
-        starts.append(s[keep])
-        stops.append(e[keep])
+    for level, ext in ((hi, hi_b), (np.fmin.reduce(lo_b), lo_b)):
+        blocks = np.flatnonzero(ext == level)
+        cut = np.flatnonzero(np.diff(blocks) != 1) + 1  # consecutive blocks searched as one stretch
+        for first, last in zip(blocks[np.r_[0, cut]].tolist(), blocks[np.r_[cut - 1, len(blocks) - 1]].tolist()):
+            a = first * block
+            idx = np.flatnonzero(x[a : min(n, (last + 1) * block)] == level) + a
+            if len(idx) < min_run:
+                continue
+            breaks = np.flatnonzero(np.diff(idx) != 1)
+            s = idx[np.r_[0, breaks + 1]]
+            e = idx[np.r_[breaks, len(idx) - 1]] + 1
+            keep = (e - s) >= min_run
+            starts.append(s[keep])
+            stops.append(e[keep])
     return np.concatenate(starts), np.concatenate(stops)
 
 
@@ -148,12 +162,11 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
     streamer = Streamer(fs) if stream else None
     tracks = source.read_tracks(Path(path), params["signals"]["max_case_hours"] * 3600.0, on_samples=streamer)
     t0 = min(t.start_s for t in tracks)
-    ys, sats = [], []
     names, rates, units = ([getattr(t, k) for t in tracks] for k in ("name", "fs", "unit"))
-    while tracks:  # each native-rate array is dropped once resampled (peak memory: one track's, not all)
-        trk = tracks.pop(0)
+
+    def one(trk: Track):
+        filtered = streamer.take(trk.name, trk.values) if streamer else None
         try:
-            filtered = streamer.take(trk.name, trk.values) if streamer else None
             y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"], overwrite=True,
                                   filtered=filtered)
         except CaseError as e:
@@ -162,9 +175,10 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
         if lead:
             y = np.concatenate([np.full(lead, np.nan, np.float32), y])
             s = np.concatenate([np.zeros(lead, bool), s])
-        ys.append(y)
-        sats.append(s)
-        del trk
+        return y, s
+
+    # each native-rate array is dropped once resampled (peak memory: one track's filter scratch, not all)
+    ys, sats = zip(*(one(tracks.pop(0)) for _ in range(len(tracks))))
     n = min(len(y) for y in ys)
     signals = np.stack([y[:n] for y in ys])
     saturated = np.stack([s[:n] for s in sats])

@@ -104,3 +104,30 @@ def test_saturation_runs_found_at_extremes_only():
     assert len(starts) == 10 and np.all(stops - starts >= 10)
     _, sat = resample_track(clipped, FS, OUT)
     assert 0.3 < sat.mean() < 0.4  # 2 sin > 1 for a third of the time
+
+
+@pytest.mark.parametrize("block", [5, 64, 1 << 15])
+def test_saturation_runs_searched_by_block_equal_a_search_of_the_whole_track(block):
+    """Runs across block boundaries, NaN, a constant track, an empty one: as a mask over it all."""
+
+    def whole(x, min_run):
+        if np.isnan(x).all():
+            return []
+        out = []
+        for level in (np.nanmax(x), np.nanmin(x)):
+            idx = np.flatnonzero(x == level)
+            for run in np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1):
+                if len(run) >= min_run:
+                    out.append((int(run[0]), int(run[-1]) + 1))
+        return out
+
+    rng = np.random.default_rng(block)
+    for trial in range(60):
+        x = np.clip(np.round(rng.normal(size=int(rng.integers(0, 3000))) * 2), -3, 3).astype(np.float32)
+        if trial % 3 == 0 and len(x):
+            x[rng.integers(0, len(x), size=20)] = np.nan
+        if trial == 7:
+            x[:] = 2.0
+        for min_run in (1, 2, 4):
+            starts, stops = saturation_runs(x, min_run, block=block)
+            assert list(zip(starts.tolist(), stops.tolist())) == whole(x, min_run)

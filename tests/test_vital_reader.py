@@ -204,9 +204,11 @@ def test_records_holding_more_than_twice_the_cap_are_refused(tmp_path):
 def test_memory_of_reading_and_resampling_an_hour_with_gaps(tmp_path):
     """Peak traced memory, in units of one track's dense float32 array (D = 7.2 MB here). Reading
     writes each record into its track's array as it is read (2 D and the stream's buffers; keeping
-    the records and then placing them held 3 D). Resampling bridges gaps in place and drops each
-    native array once resampled; before, a track with a gap took 7 D of scratch (np.interp's index
-    arrays over the whole track, copies): 9 D in all. Measured: 2.54 D and 3.01 D."""
+    the records and then placing them held 3 D). Resampling bridges gaps in place; before, a track
+    with a gap took 7 D of scratch (np.interp's index arrays over the whole track, copies): 9 D in
+    all. Filtering while reading (pipeline/polyphase.py) holds both tracks' outputs (D/4 each) from
+    the start: measured 2.54 D to read and 3.32 D to read and resample (3.01 D filtering after
+    reading). Running the two tracks' last steps at once measured 3.5 to 4.0 D: not done."""
     from pipeline.resample import resample_case
     from pipeline.sources.demo import write_vital
 
@@ -229,7 +231,7 @@ def test_memory_of_reading_and_resampling_an_hour_with_gaps(tmp_path):
         tracemalloc.stop()
     assert np.isnan(signals[:, 100 * 125 : 103 * 125]).all() and np.isfinite(signals[:, : 99 * 125]).all()
     assert read < 2.8 * dense, read / dense
-    assert resampled < 3.3 * dense, resampled / dense
+    assert resampled < 3.5 * dense, resampled / dense
 
 
 def test_records_off_the_header_clock_are_read_again_and_placed_as_vitaldb(tmp_path, caplog):
