@@ -66,14 +66,14 @@ def signal_masks(win: np.ndarray, saturated: np.ndarray, q: dict) -> dict:
     n_all_nan = nan.all(axis=-1)  # [n, 2]
     masks = {"nan": nan.any(axis=(-2, -1))}  # any sample without data: training never sees NaN
 
-    absmax = np.where(nan, 0, np.abs(win)).max(axis=-1, keepdims=True)
+    absmax = np.fmax.reduce(np.abs(win), axis=-1, keepdims=True)  # NaN ignored (NaN where all are: no flat run then)
     tol = q["flat_rel_tol"] * absmax + 1e-9
     flat = np.abs(np.diff(win, axis=-1)) <= tol  # NaN compares False
     masks["flat"] = (flat.mean(axis=-1) > q["flat_max_fraction"]).any(axis=-1)
 
     masks["clipping"] = (saturated.mean(axis=-1) > q["clip_max_fraction"]).any(axis=-1)
 
-    ptp = np.where(nan, -np.inf, win).max(axis=-1) - np.where(nan, np.inf, win).min(axis=-1)
+    ptp = np.fmax.reduce(win, axis=-1) - np.fmin.reduce(win, axis=-1)  # NaN ignored; all-NaN rows masked below
     lo = np.array([q["ppg_ptp_min"], q["ecg_ptp_min"]])
     hi = np.array([q["ppg_ptp_max"], q["ecg_ptp_max"]])
     masks["amplitude"] = (((ptp < lo) | (ptp > hi)) & ~n_all_nan).any(axis=-1)
