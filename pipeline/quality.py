@@ -49,19 +49,7 @@ def heart_rate_bpm(ecg: np.ndarray, fs: float) -> np.ndarray:
 
 
 def rule_masks(win: np.ndarray, saturated: np.ndarray, fs: float, q: dict, hr: np.ndarray | None = None) -> dict:
-    """Rejection masks per rule for windows `win` [n, 2, L] (channel 0 PPG, 1 ECG); `hr`: their
-    heart rates, `heart_rate_bpm(win[:, 1], fs)` when not given."""
-    if hr is None:
-        hr = heart_rate_bpm(win[:, 1], fs)
-    return {**signal_masks(win, saturated, q), "heart_rate": heart_rate_mask(hr, q)}
-
-
-def heart_rate_mask(hr: np.ndarray, q: dict) -> np.ndarray:
-    return ~((hr >= q["hr_min_bpm"]) & (hr <= q["hr_max_bpm"]))  # NaN fails
-
-
-def signal_masks(win: np.ndarray, saturated: np.ndarray, q: dict) -> dict:
-    """The masks of every rule but the heart rate's (`rule_masks`)."""
+    """Rejection masks per rule for windows `win` [n, 2, L] (channel 0 PPG, 1 ECG)."""
     nan = np.isnan(win)
     n_all_nan = nan.all(axis=-1)  # [n, 2]
     masks = {"nan": nan.any(axis=(-2, -1))}  # any sample without data: training never sees NaN
@@ -77,6 +65,10 @@ def signal_masks(win: np.ndarray, saturated: np.ndarray, q: dict) -> dict:
     lo = np.array([q["ppg_ptp_min"], q["ecg_ptp_min"]])
     hi = np.array([q["ppg_ptp_max"], q["ecg_ptp_max"]])
     masks["amplitude"] = (((ptp < lo) | (ptp > hi)) & ~n_all_nan).any(axis=-1)
+
+    if hr is None:
+        hr = heart_rate_bpm(win[:, 1], fs)
+    masks["heart_rate"] = ~((hr >= q["hr_min_bpm"]) & (hr <= q["hr_max_bpm"]))  # NaN fails
     return masks
 
 

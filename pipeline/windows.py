@@ -9,7 +9,6 @@ attrs fs, window, channels, tracks, pipeline version, config digest; chunked (ch
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from pipeline import __version__
 from pipeline.channels import CHANNELS
 from pipeline.config import SPLITS, digest
 from pipeline.io import atomic_path, read_json, write_json
-from pipeline.quality import RULES, first_failing, heart_rate_bpm, heart_rate_mask, signal_masks
+from pipeline.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.resample import read_resampled
 
 log = logging.getLogger(__name__)
@@ -44,11 +43,8 @@ def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cf
     stats = {"cut": n, "kept": 0, "rejected": {r: 0 for r in RULES}, "failed": {r: 0 for r in RULES}}
     if n == 0:
         return np.empty((0, 2, L), np.float32), np.empty(0), np.empty(0, np.float32), stats
-    with ThreadPoolExecutor(1) as pool:  # the heart rate (FFTs, without the GIL) beside the other rules
-        future = pool.submit(heart_rate_bpm, win[:, 1], fs)
-        masks = signal_masks(win, sat, quality_cfg)
-        hr = future.result()
-    masks["heart_rate"] = heart_rate_mask(hr, quality_cfg)
+    hr = heart_rate_bpm(win[:, 1], fs)
+    masks = rule_masks(win, sat, fs, quality_cfg, hr=hr)
     keep, attributed = first_failing(masks)
     stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
     starts = np.flatnonzero(keep) * stride / fs
