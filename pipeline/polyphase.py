@@ -97,17 +97,16 @@ class Polyphase:
         """Fill y[:j_head] and y[j_tail:] (the outputs near the ends) with resample_poly's
         `padtype="line"`: the input extended past each end along the line through x[0] and x[-1].
         For a track longer than the filter (`long_enough`)."""
-        n, n_out = len(x), len(y)
-        slope = (float(x[-1]) - float(x[0])) / (n - 1)
+        n, n_out, t = len(x), len(y), x.dtype.type
+        slope = (x[-1] - x[0]) / t(n - 1)  # in x's dtype, as upfirdn's "line" mode computes it
         if j_head > 0:
             m0 = self.start(0)  # <= 0
-            ext = float(x[0]) + slope * np.arange(m0, 0, dtype=np.float64)
-            seg = np.concatenate([ext.astype(x.dtype), x[: self.hi(j_head - 1) + 1]])
-            y[:j_head] = self.outputs(seg, m0, 0, j_head)
+            ext = x[0] - np.arange(-m0, 0, -1, dtype=x.dtype) * slope
+            y[:j_head] = self.outputs(np.concatenate([ext, x[: self.hi(j_head - 1) + 1]]), m0, 0, j_head)
         if j_tail < n_out:
             m0 = self.start(j_tail)
-            ext = float(x[-1]) + slope * np.arange(1, max(0, self.hi(n_out - 1) + 2 - n), dtype=np.float64)
-            y[j_tail:] = self.outputs(np.concatenate([x[m0:], ext.astype(x.dtype)]), m0, j_tail, n_out)
+            ext = x[-1] + np.arange(1, max(0, self.hi(n_out - 1) + 2 - n), dtype=x.dtype) * slope
+            y[j_tail:] = self.outputs(np.concatenate([x[m0:], ext]), m0, j_tail, n_out)
 
     def long_enough(self, n: int) -> bool:
         """A track whose head and tail outputs are apart (`edges` needs it)."""
@@ -123,6 +122,7 @@ class StreamedTrack:
         self.y = np.empty(poly.n_out(len(x)), dtype=np.float32)
         self.runs: list[tuple[int, int]] = []  # NaN runs bridged in x
         self.bridged = 0  # x[:bridged] holds no NaN (its runs bridged)
+        self.scanned = 0  # x[bridged:scanned] is NaN: a run whose next sample is not known yet
         self.top = 0  # one past the last sample written
         self.tried = 0  # `top` when bridging was last tried
         self.step = self.min_out * poly.down // poly.up  # input samples per piece of `min_out` outputs
@@ -136,6 +136,8 @@ class StreamedTrack:
             self._unbridge(a, b)
             self.alive = False
             return
+        if a < self.scanned:  # written into the waiting run: look at it again
+            self.scanned = self.bridged
         self.top = max(self.top, b)
         if self.top - self.tried >= self.step:  # a piece's worth of new samples: bridge and filter
             self.tried = self.top
@@ -143,16 +145,22 @@ class StreamedTrack:
             self._filter_to(self.bridged, self.min_out)
 
     def _bridge_to(self, n: int, last: bool = False) -> None:
-        """Bridge the NaN runs in x[bridged:n] whose next sample is known (every run, if `last`)."""
-        lo = self.bridged
+        """Bridge the NaN runs in x[bridged:n] whose next sample is known (every run, if `last`);
+        x[bridged:scanned], a run already seen, is not looked at again."""
+        lo = max(self.scanned, self.bridged)
         starts, stops = nan_runs(np.isnan(self.x[lo:n]))
         starts, stops = starts + lo, stops + lo
+        if self.bridged < lo:  # the waiting run: it goes on into x[lo:n], or it ended at lo
+            if len(starts) and starts[0] == lo:
+                starts[0] = self.bridged
+            else:
+                starts, stops = np.r_[self.bridged, starts], np.r_[lo, stops]
         end = n
         if len(stops) and stops[-1] == n and not last:  # a run up to n: its next sample is not known yet
             end, starts, stops = int(starts[-1]), starts[:-1], stops[:-1]
         bridge(self.x[:n] if last else self.x, starts, stops)
         self.runs.extend(zip(starts.tolist(), stops.tolist()))
-        self.bridged = end
+        self.bridged, self.scanned = end, n
 
     def _filter_to(self, n: int, min_out: int) -> None:
         """Outputs from `j` up to the last whose support ends before input sample n."""
@@ -174,12 +182,9 @@ class StreamedTrack:
         """The resampled track (float32; gaps bridged, NOT yet marked NaN: `resample_track` does
         that), with `values` (the track as read: x or its head) back as written; None when it was
         not streamed (the caller filters the whole array)."""
-        if not self.alive or not np.shares_memory(values, self.x):
+        if not self.alive:
             return None
         n, poly = len(values), self.poly
-        if not poly.long_enough(n) or np.isnan(np.fmax.reduce(values)):  # short, or no sample (no mask array)
-            self._unbridge()
-            return None
         if self.bridged >= n:  # the track was cut shorter than written: a run reaching n ends it now
             cut = [(s, e) for s, e in self.runs if e >= n]
             for s, e in cut:
@@ -187,6 +192,10 @@ class StreamedTrack:
             self.runs = [(s, e) for s, e in self.runs if e < n]
             self.bridged = min([n] + [s for s, _ in cut])
             self.j = max(poly.first_inside(), min(self.j, poly.end_inside(self.bridged)))
+        self.scanned = min(self.scanned, n)
+        if not np.shares_memory(values, self.x) or not poly.long_enough(n) or np.isnan(np.fmax.reduce(values)):
+            self._unbridge()  # not this array, short, or no sample (fmax: no mask array)
+            return None
         self._bridge_to(n, last=True)
         j_tail = poly.end_inside(n)
         self.j = min(self.j, j_tail)

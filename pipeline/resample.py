@@ -127,7 +127,9 @@ def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run:
 
 class Streamer:
     """Filters tracks while they are read: a source's `on_samples` listener (pipeline.sources.Source.
-    read_tracks), one `pipeline.polyphase.StreamedTrack` per track whose rate is not the target's."""
+    read_tracks), one `pipeline.polyphase.StreamedTrack` per track whose rate is not the target's.
+    It bridges gaps in the source's arrays in place; `take` sets them back to NaN, so call it for
+    every track before anything else reads the track's values."""
 
     def __init__(self, fs_out: int):
         self.fs_out = fs_out

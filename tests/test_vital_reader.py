@@ -13,7 +13,7 @@ import vitaldb
 
 from pipeline.errors import CaseError
 from pipeline.sources import get_source
-from pipeline.sources._vitalfile import read_vital
+from pipeline.sources._vitalfile import ReadAgain, read_vital
 
 FS = 100
 PPG, ECG, ART, MBP, EVENT = "SNUADC/PLETH", "SNUADC/ECG_II", "SNUADC/ART", "Solar8000/ART_MBP", "EVENT"
@@ -259,39 +259,59 @@ def test_records_off_the_header_clock_are_read_again_and_placed_as_vitaldb(tmp_p
         np.testing.assert_array_equal(t.values, theirs.get_track_samples(t.name, 1 / FS))
 
 
-def test_a_second_header_of_a_track_keeps_its_records_in_every_mode(tmp_path):
-    """A track packet repeated halfway through the records: its samples before the repeat stay,
-    whether records are kept ("keep", then placed) or placed as read ("place")."""
+@pytest.mark.parametrize("where", ["before-records", "halfway"])
+@pytest.mark.parametrize("tid", ["same-id", "new-id", "new-gain"])
+def test_a_second_header_of_a_track_keeps_its_records_in_every_mode(tmp_path, where, tid):
+    """A track packet repeated (with its id or a new one; records keep the first id), before the
+    records or halfway through: one track still, its int16 samples made physical once, in "keep"
+    mode and in "place" mode (where values become physical piece by piece) alike. A repeat with
+    another gain: the last header's settings for every sample (place mode reads the file again)."""
     import struct
 
-    rng = np.random.default_rng(9)
-    src = tmp_path / "one-header.vital"
-    write_vital_pair(src, rng)
-    data = gzip.decompress(src.read_bytes())
-    pos = 10 + struct.unpack_from("<H", data, 8)[0]
-    packets, track_packet = [], None
-    while pos < len(data):
-        ptype, plen = struct.unpack_from("<BL", data, pos)
-        packets.append(data[pos : pos + 5 + plen])
-        if ptype == 0 and track_packet is None:
-            track_packet = packets[-1]
-        pos += 5 + plen
-    records = [i for i, p in enumerate(packets) if p[0] == 1]
-    half = records[len(records) // 2]
-    head = data[: 10 + struct.unpack_from("<H", data, 8)[0]]
-    path = tmp_path / "two-headers.vital"
-    path.write_bytes(gzip.compress(head + b"".join(packets[:half] + [track_packet] + packets[half:])))
     from pipeline.sources._vital import place_wave
 
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 20
+    raw = (np.arange(20 * FS) % 3000).astype(np.int16)
+    for name in (PPG, ECG):
+        trk = vf.add_track(name, [{"dt": DT0 + k, "val": raw[k * FS : (k + 1) * FS]} for k in range(20)], srate=FS)
+        trk.fmt, trk.gain, trk.offset = 5, 0.5, 100.0
+    src = tmp_path / "one-header.vital"
+    assert vf.to_vital(str(src), packed=False)
+    data = gzip.decompress(src.read_bytes())
+    head = 10 + struct.unpack_from("<H", data, 8)[0]
+    pos, packets = head, []
+    while pos < len(data):
+        plen = struct.unpack_from("<L", data, pos + 1)[0]
+        packets.append(data[pos : pos + 5 + plen])
+        pos += 5 + plen
+    track = next(p for p in packets if p[0] == 0)
+    own = struct.unpack_from("<H", track, 5)[0]
+    body = bytearray(track[5:])
+    if tid == "new-id":
+        struct.pack_into("<H", body, 0, struct.unpack_from("<H", body, 0)[0] + 100)
+    gain = 0.5
+    if tid == "new-gain":
+        at = 4 + 4 + struct.unpack_from("<L", body, 4)[0]  # past the name
+        at += 4 + struct.unpack_from("<L", body, at)[0] + 12 + 4  # past unit, mindisp, maxdisp, col, srate
+        gain = 0.25
+        struct.pack_into("<d", body, at, gain)
+    track = track[:5] + bytes(body)
+    records = [i for i, p in enumerate(packets) if p[0] == 1 and struct.unpack_from("<H", p, 15)[0] == own]
+    at = records[0] if where == "before-records" else records[len(records) // 2]
+    path = tmp_path / "two-headers.vital"
+    path.write_bytes(gzip.compress(data[:head] + b"".join(packets[:at] + [track] + packets[at:])))
+    short = bytes(body[8 : 8 + struct.unpack_from("<L", body, 4)[0]]).decode()
+    repeated = PPG if PPG.endswith("/" + short) else ECG
+    expected = {n: raw.astype(np.float32) * np.float32(gain if n == repeated else 0.5) + np.float32(100.0)
+                for n in (PPG, ECG)}
     for mode in ("keep", "place"):
-        vf = read_vital(path, waves=[PPG, ECG], mode=mode)
-        ref = read_vital(src, waves=[PPG, ECG], mode=mode)
+        if mode == "place" and tid == "new-gain" and where == "halfway":  # samples already made physical
+            with pytest.raises(ReadAgain, match="second header"):
+                read_vital(path, waves=[PPG, ECG], mode=mode)
+            continue
+        got = read_vital(path, waves=[PPG, ECG], mode=mode)
         for n in (PPG, ECG):
-            np.testing.assert_array_equal(place_wave(vf.tracks[n], vf.dtstart, vf.dtend, vf.packed),
-                                          place_wave(ref.tracks[n], ref.dtstart, ref.dtend, ref.packed))
-
-
-def write_vital_pair(path, rng) -> None:
-    from pipeline.sources.demo import write_vital
-
-    write_vital(path, {PPG: rng.normal(size=20 * FS), ECG: rng.normal(size=20 * FS)}, FS, DT0, packed=False)
+            np.testing.assert_array_equal(place_wave(got.tracks[n], got.dtstart, got.dtend, got.packed), expected[n])
+    for t in get_source(PARAMS).read_tracks(path):  # place mode, or keep mode after ReadAgain
+        np.testing.assert_array_equal(t.values, expected[t.name])

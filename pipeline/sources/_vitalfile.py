@@ -378,10 +378,12 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
                     s.skip(nbytes)
                 else:
                     done = trk.done
-                    s.into(trk.dense[a : a + nsamp], trk.dtype,
-                           (lambda k, t=trk, a=a: _advance(t, a + k, packed, on_samples)) if nsamp > STEP else None)
-                    if a < done:  # written again below what was made physical: that part now
-                        b = min(a + nsamp, done)
+                    if a >= done and nsamp > STEP:  # a long record in order: made physical and told as it lands
+                        s.into(trk.dense[a : a + nsamp], trk.dtype, lambda k, t=trk, a=a: _advance(t, a + k, packed, on_samples))
+                    else:
+                        s.into(trk.dense[a : a + nsamp], trk.dtype)
+                    b = min(a + nsamp, done)
+                    if a < b:  # written again below what was made physical: that part now, told before the rest
                         physical(trk.dense[a:b], trk, packed)
                         if on_samples is not None:
                             on_samples(trk.name, trk.dense, trk.srate, a, b)
@@ -408,10 +410,17 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
                 continue
             if (t.name in waves and t.type == WAVE) or (t.name in numerics and t.type == NUMERIC):
                 kept = tracks.get(t.name)
-                if kept is not None:  # a second header for the name: vitaldb keeps the last one, and the records
-                    for k in ("dts", "vals", "samples", "has_data", "dense", "outside", "top", "done"):
-                        setattr(t, k, getattr(kept, k))
-                by_tid[tid] = tracks[t.name] = t
+                if kept is not None and kept.type == t.type and any(v is kept for v in by_tid.values()):
+                    # a second header for the name (its id the same or not): still one track, its records
+                    # kept, the last header's settings (vitaldb's; it drops the records before, we do not)
+                    if direct and kept.dense is not None and (kept.fmt, kept.srate, kept.gain, kept.offset) != (
+                            t.fmt, t.srate, t.gain, t.offset):
+                        raise ReadAgain(f"track {t.name} has a second header with other sample settings")
+                    for k in ("fmt", "unit", "srate", "gain", "offset", "dtype", "itemsize"):
+                        setattr(kept, k, getattr(t, k))
+                    by_tid[tid] = kept
+                else:
+                    by_tid[tid] = tracks[t.name] = t
             elif t.name in waves or t.name in numerics:
                 tracks[t.name] = t  # of another type: named so the caller can say so; not read
     if direct:
