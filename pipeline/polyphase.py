@@ -2,18 +2,18 @@
 
 Why (docs/design.md, "Reading .vital files"): inflating a case's gzip stream and the anti-aliasing
 filter each take about as long as vitaldb's whole `to_numpy`. `read_vital` inflates in a thread of
-its own, and calls a `Placed` listener as samples land in their track's array; a `StreamedTrack`
-filters every stretch of a track whose samples are all known, so the filter runs while the rest of
-the file is still being inflated.
+its own and calls its `on_samples` listener (`pipeline.resample.Streamer`) as samples land in their
+track's array; a `StreamedTrack` filters every stretch of a track whose samples are all known, so
+the filter runs while the rest of the file is still being inflated.
 
 Same result as `pipeline.resample.resample_track` on the whole array (tests/test_polyphase.py):
 - the same filter: scipy's default for `resample_poly` (Kaiser beta 5, half length 10 * max(up,
   down), in the samples' dtype, times `up`), the output sample j at input time j * down / up;
 - an output whose support lies inside the track is `upfirdn` over a slice (the same sum); the first
   and last few, whose support runs past an end, use `padtype="line"`'s extension (the line through
-  the track's first and last samples), built here around the slice;
-- gaps (NaN) are bridged as `resample._bridge` does, run by run, as soon as the sample after a run
-  is known; the runs are set back to NaN once the track is done (`finish`).
+  the track's first and last samples, in the samples' dtype as upfirdn), built here around the slice;
+- gaps (NaN) are bridged as `bridge` does on the whole track, run by run, as soon as the sample
+  after a run is known; the runs are set back to NaN once the track is done (`finish`).
 A write below what was already bridged (a record out of order, overlapping filtered samples)
 undoes the bridging of the track and stops its streaming: the whole array is filtered at the end.
 """
