@@ -162,7 +162,9 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
     source = get_source(params)
     fs = params["signals"]["target_fs"]
     streamer = Streamer(fs) if stream else None
-    tracks = source.read_tracks(Path(path), params["signals"]["max_case_hours"] * 3600.0, on_samples=streamer)
+    sig = params["signals"]
+    tracks = source.read_tracks(Path(path), sig["max_case_hours"] * 3600.0, on_samples=streamer,
+                                max_samples=sig["max_case_hours"] * 3600.0 * sig["max_native_hz"])
     t0 = min(t.start_s for t in tracks)
     names, rates, units = ([getattr(t, k) for t in tracks] for k in ("name", "fs", "unit"))
 

@@ -41,7 +41,7 @@ def test_cached_case_files_belong_to_the_settings_that_made_them(tmp_path):
 
 def resample_params():
     return {"source": "demo", "demo": {"tracks": {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}},
-            "signals": {"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24}}
+            "signals": {"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500}}
 
 
 def test_a_full_disk_at_resampling_fails_the_job_and_records_nothing(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from pipeline.sources.demo import write_vital
 FS, OUT = 500, 125
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
 SIG = {"source": "local", "local": {"tracks": {"ppg": PPG, "ecg": ECG}},
-       "signals": {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24}}
+       "signals": {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500}}
 
 
 def test_gaps_are_bridged_as_np_interp_would():

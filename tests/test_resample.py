@@ -8,7 +8,7 @@ from pipeline.resample import resample_case, resample_track, saturation_runs
 
 FS, OUT = 500, 125
 SIG = {"source": "local", "local": {"tracks": {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}},
-       "signals": {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24}}
+       "signals": {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500}}
 
 
 def tone(freq, seconds=60.0, fs=FS, amp=1.0):

@@ -25,7 +25,7 @@ from pipeline.sources.demo import write_vital
 
 FS, OUT = 500, 125
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
-SIGNALS = {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24}
+SIGNALS = {"target_fs": OUT, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500}
 PARAMS = {"source": "local", "local": {"tracks": {"ppg": PPG, "ecg": ECG}}, "signals": SIGNALS}
 DT0 = 1.6e9 + 12345.678  # a realistic recording start, not exact in binary
 # Offsets of a track's first record after dtstart. Each is a whole number of native samples (2 ms),
@@ -187,6 +187,50 @@ def test_wfdb_record_longer_than_the_cap_is_refused_from_its_header(tmp_path, si
         resample_case(pointer, params)
     tracks = get_source(params).read_tracks(pointer, 26 * 3600.0)
     assert [len(t.values) for t in tracks] == [n, n]
+
+
+def test_a_track_over_the_sample_budget_is_refused_before_its_array(tmp_path):
+    """A file claiming 1 MHz for 60 s of 500-sample records: 60 M samples, over 24 h at 500 Hz
+    (signals.max_native_hz), refused from the records' headers in bounded memory; a 1 kHz track is
+    read while it fits the budget (a faster track is read when it is shorter)."""
+    vf = vitaldb.VitalFile()
+    vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 60
+    rng = np.random.default_rng(4)
+    for name in (PPG, ECG):
+        vf.add_track(name, [{"dt": DT0 + k, "val": rng.normal(size=500).astype(np.float32)} for k in range(60)],
+                     srate=1e6)
+    fast = tmp_path / "1MHz.vital"
+    assert vf.to_vital(str(fast), packed=False)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CaseError, match=r"would hold 60,000,000 samples \(1e\+06 Hz over 0\.02 h\), more than "
+                                            r"signals\.max_case_hours at signals\.max_native_hz \(43,200,000\)"):
+            resample_case(fast, PARAMS)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20e6, peak  # the 240 MB array was never allocated
+
+    khz = tmp_path / "1kHz.vital"
+    write_vital(khz, {PPG: rng.normal(size=10_000), ECG: rng.normal(size=10_000)}, 1000, DT0)
+    src = get_source(PARAMS)
+    assert [len(t.values) for t in src.read_tracks(khz, 3600.0, max_samples=10_000)] == [10_000, 10_000]
+    with pytest.raises(CaseError, match="would hold 10,000 samples"):
+        src.read_tracks(khz, 3600.0, max_samples=9_999)
+
+
+def test_a_wfdb_track_over_the_sample_budget_is_refused_from_its_header(tmp_path):
+    folder = tmp_path / "p00" / "p000002"
+    folder.mkdir(parents=True)
+    x = np.stack([np.sin(np.arange(2_000) / 7.0), np.cos(np.arange(2_000) / 5.0)], axis=1)
+    wfdb.wrsamp("3000002", fs=125, units=["NU", "mV"], sig_name=["PLETH", "II"], p_signal=x, fmt=["16", "16"],
+                write_dir=str(folder))
+    pointer = tmp_path / "2.json"
+    pointer.write_text(json.dumps({"record": str(folder / "3000002"), "name": "p00/p000002/3000002"}))
+    src = get_source({"source": "wfdb", "wfdb": {"root": str(tmp_path), "tracks": {"ppg": "PLETH", "ecg": "II"}}})
+    assert [len(t.values) for t in src.read_tracks(pointer, 3600.0, max_samples=2_000)] == [2_000, 2_000]
+    with pytest.raises(CaseError, match=r"track PLETH would hold 2,000 samples \(125 Hz over 0\.00 h\)"):
+        src.read_tracks(pointer, 3600.0, max_samples=1_999)
 
 
 # ---------------------------------------------------------------- 3. on the grid, vitaldb's values

@@ -217,7 +217,7 @@ def test_memory_of_reading_and_resampling_an_hour_with_gaps(tmp_path):
     x = np.random.default_rng(8).normal(size=n).astype(np.float32)
     path = tmp_path / "hour.vital"
     write_vital(path, {PPG: x, ECG: x}, 500, DT0, packed=False, gaps=[(100.0, 103.0), (2000.0, 2001.0)])
-    params = dict(PARAMS, signals={"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24})
+    params = dict(PARAMS, signals={"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500})
     tracemalloc.start()
     try:
         tracks = get_source(PARAMS).read_tracks(path, 24 * 3600.0)

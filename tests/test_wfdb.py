@@ -22,7 +22,7 @@ from pipeline.windows import build_manifest, windows_batch
 REPO = Path(__file__).resolve().parents[1]
 TRACKS = {"ppg": "PLETH", "ecg": "II"}
 CASES = {"split": {"train": 0.5, "val": 0.25, "test": 0.25}, "split_salt": "s", "limit": None, "caseids": None, "batch_size": 64}
-SIGNALS = {"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24}
+SIGNALS = {"target_fs": 125, "saturation_min_run": 10, "max_case_hours": 24, "max_native_hz": 500}
 WINDOW = {"length": 1024, "stride": 1024, "chunk": 64}
 UNITS = {"PLETH": "NU", "II": "mV", "V": "mV", "ABP": "mmHg"}
 

@@ -76,10 +76,12 @@ class Source:
         """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`."""
         raise NotImplementedError
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,
+                    max_samples: float = float("inf")) -> list[Track]:
         """The tracks of `tracks()` at their native rates with their start times; CaseError if one is
-        missing, or if the recording spans more than `max_span_s` seconds (checked before any dense
-        array is allocated).
+        missing, if the recording spans more than `max_span_s` seconds, or if a track would hold
+        more than `max_samples` samples at its native rate (both checked before any dense array is
+        allocated: they bound a resample job's memory whatever the file says its rate is).
 
         `on_samples` (optional; a source that reads in pieces calls it, others ignore it):
         `on_samples(name, values, fs, a, b)` once samples [a, b) of track `name` hold their final

@@ -35,19 +35,22 @@ class VitalFileSource(Source):
             if trk.type == WAVE and trk.srate > 0 and not trk.has_data:
                 raise CaseError(f"track {name} has no data")
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,
+                    max_samples: float = float("inf")) -> list[Track]:
         """Each track at its own rate on the file's clock: sample 0 at the file's `dtstart` for
         every track (so all tracks start at 0 s), each record at its nearest native sample
-        (`place_wave`). CaseError if the recording spans more than `max_span_s`, found from the
-        records' timestamps and sample counts before their samples are read (`read_vital`)."""
+        (`place_wave`). CaseError if the recording spans more than `max_span_s`, or a track's array
+        would hold more than `max_samples`, found from the records' timestamps and sample counts
+        before their samples are read (`read_vital`)."""
         tracks = self.tracks()
         try:  # samples written into their arrays as they are read: held once
-            vf = read_vital(path, waves=tracks, mode="place", max_span_s=max_span_s, on_samples=on_samples)
+            vf = read_vital(path, waves=tracks, mode="place", max_span_s=max_span_s, on_samples=on_samples,
+                            max_samples=max_samples)
         except ReadAgain as e:  # a record off the header's clock: keep the records, then place them
             log.info("%s: %s; reading it again", Path(path).name, e)
             if on_samples is not None:
                 on_samples.reset()
-            vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s)
+            vf = read_vital(path, waves=tracks, mode="keep", max_span_s=max_span_s, max_samples=max_samples)
         require_tracks(vf.tracks, tracks)
         for name in tracks:
             trk = vf.tracks[name]

@@ -266,7 +266,7 @@ def _track(body: bytes, devices: dict) -> tuple[int, VitalTrack]:
 
 
 def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_span_s: float = float("inf"),
-               on_samples=None) -> Vital:
+               on_samples=None, max_samples: float = float("inf")) -> Vital:
     """Read the tracks named in `waves` and `numerics` (exact names, as `device/track`).
 
     `mode` says what happens to wave records: "keep" (the sample arrays: the file's type, float32
@@ -280,21 +280,22 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     move); a header without a clock reads as "keep". Numeric records are
     always kept. The clock is vitaldb's: `dtstart`/`dtend` from the header, widened by the records
     of the wave tracks in `waves` (numeric tracks do not move it). CaseError as soon as that clock
-    spans more than `max_span_s` (before the record that widens it is read), when the records of a
-    wave track hold more than twice the samples of `max_span_s`, or when the file is not a complete
-    `.vital` gzip stream."""
+    spans more than `max_span_s` (before the record that widens it is read); in "keep" and "place"
+    modes, as soon as a wave track's array on that clock would hold more than `max_samples` samples
+    (its rate times the span) or its records more than twice that or twice `max_span_s`'s samples;
+    or when the file is not a complete `.vital` gzip stream."""
     if mode not in ("keep", "check", "time", "place"):
         raise ValueError(f"mode {mode!r}")
     waves, numerics = set(waves), set(numerics)
     with open(path, "rb") as f:
         s = _Stream(f)
         try:
-            return _read(s, waves, numerics, mode, max_span_s, on_samples)
+            return _read(s, waves, numerics, mode, max_span_s, on_samples, max_samples)
         finally:
             s.close()  # stops the inflating thread before the file closes
 
 
-def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, on_samples) -> Vital:
+def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, on_samples, max_samples: float) -> Vital:
     """`read_vital` over an open stream."""
     if not s.fill(10) or s.take(4) != b"VITA":
         raise CaseError("not a .vital file (no VITA signature)")
@@ -358,19 +359,24 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
             if mode == "time" or trk.srate <= 0:  # no rate: not placeable, the caller says so
                 s.skip(plen)
                 continue
+            if (dtend - dtstart) * trk.srate > max_samples:  # before any array of that size
+                raise CaseError(f"track {trk.name} would hold {math.ceil((dtend - dtstart) * trk.srate):,} samples "
+                                f"({trk.srate:g} Hz over {(dtend - dtstart) / 3600:.2f} h), more than "
+                                f"signals.max_case_hours at signals.max_native_hz ({max_samples:,.0f})")
             trk.samples += nsamp
-            if trk.samples > 2 * max_span_s * trk.srate + len(trk.dts) + 1:
+            if trk.samples > 2 * min(max_span_s * trk.srate, max_samples) + len(trk.dts) + 1:
                 raise CaseError(f"records of track {trk.name} hold {trk.samples} samples, more than twice "
-                                f"signals.max_case_hours ({max_span_s / 3600:g} h) at {trk.srate:g} Hz")
+                                f"signals.max_case_hours ({max_span_s / 3600:g} h) at {trk.srate:g} Hz "
+                                f"or signals.max_native_hz")
             trk.dts.append(dt)
             s.pos += plen - left  # the first sample
             if direct:
                 if 0 < dt < hdr0:
                     raise ReadAgain(f"a record of {trk.name} starts before the header's dtstart")
                 a = math.floor((dt - hdr0) * trk.srate + 0.5)
-                if trk.dense is None:
-                    n = math.ceil((hdr1 - hdr0) * trk.srate) + math.ceil(SLACK_S * trk.srate)
-                    trk.dense = np.full(n, np.nan, dtype=np.float32)
+                if trk.dense is None:  # the header's span, SLACK_S more within the sample budget
+                    n = min(math.ceil((hdr1 - hdr0) * trk.srate) + math.ceil(SLACK_S * trk.srate), max_samples)
+                    trk.dense = np.full(int(n), np.nan, dtype=np.float32)
                 if a + nsamp > len(trk.dense):
                     raise ReadAgain(f"a record of {trk.name} ends past the header's dtend")
                 if a < 0:  # a dt <= 0 (the clock ignores it): wholly before the recording

@@ -219,7 +219,8 @@ class WFDBSource(Source):
             _said_no_numerics = True
         return super().read_numerics(path, names)
 
-    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None) -> list[Track]:
+    def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,
+                    max_samples: float = float("inf")) -> list[Track]:
         import wfdb
 
         record = _read_pointer(path)["record"]
@@ -230,6 +231,13 @@ class WFDBSource(Source):
         span = _span_s(record, header)
         if span > max_span_s:
             raise CaseError(f"recording spans {span / 3600:.1f} h, over signals.max_case_hours ({max_span_s / 3600:g} h)")
+        for name in tracks:
+            seg = found[name][0]
+            rate = float(header.fs) * int(seg.samps_per_frame[seg.sig_name.index(name)])
+            if span * rate > max_samples:
+                raise CaseError(f"track {name} would hold {math.ceil(span * rate):,} samples ({rate:g} Hz over "
+                                f"{span / 3600:.2f} h), more than signals.max_case_hours at signals.max_native_hz "
+                                f"({max_samples:,.0f})")
         try:
             if isinstance(header, wfdb.MultiRecord) and header.layout == "fixed" and "~" in header.seg_name:
                 values, spf = _read_fixed_with_gaps(record, header, tracks)
