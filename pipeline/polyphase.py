@@ -26,6 +26,7 @@ import numpy as np
 from scipy.signal import firwin, upfirdn
 
 KAISER_BETA = 5.0  # resample_poly's default window ("kaiser", 5.0)
+HALF_LEN_FACTOR = 10  # resample_poly's filter: half length 10 * max(up, down) (upsampled samples)
 MIN_OUT = 1 << 15  # outputs filtered at a time while streaming (a larger piece amortises upfirdn's set-up)
 
 
@@ -54,7 +55,7 @@ class Polyphase:
         g = math.gcd(up, down)
         self.up, self.down = up // g, down // g
         max_rate = max(self.up, self.down)
-        half_len = 10 * max_rate  # as resample_poly (scipy/signal/_signaltools.py)
+        half_len = HALF_LEN_FACTOR * max_rate  # as resample_poly (scipy/signal/_signaltools.py)
         h = np.asarray(firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", KAISER_BETA)), dtype=dtype)
         h *= self.up
         pre = self.down - half_len % self.down  # zeros that put output samples at the filter's centre

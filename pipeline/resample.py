@@ -29,14 +29,13 @@ from tqdm import tqdm
 from pipeline.channels import CHANNELS
 from pipeline.errors import CaseError, TransientError, is_transient
 from pipeline.io import atomic_path, write_json
-from pipeline.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
+from pipeline.polyphase import HALF_LEN_FACTOR, Polyphase, StreamedTrack, bridge, nan_runs
 from pipeline.sources import Track, get_source
 
 log = logging.getLogger(__name__)
 
 # A case file that parses wrong is the case's permanent fault; other OSErrors are transient (is_transient).
 PERMANENT = (CaseError, ValueError, EOFError, struct.error, zlib.error, gzip.BadGzipFile)
-HALF_LEN_FACTOR = 10  # scipy's resample_poly filter: half length 10 * max(up, down) (upsampled samples)
 
 
 def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -> np.ndarray:
@@ -160,9 +159,9 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
     channel samples with the same index share one time (docs/design.md, "Resampled cases").
     `stream`: filter while the file is read, where the source can (the same result, sooner)."""
     source = get_source(params)
-    fs = params["signals"]["target_fs"]
-    streamer = Streamer(fs) if stream else None
     sig = params["signals"]
+    fs = sig["target_fs"]
+    streamer = Streamer(fs) if stream else None
     tracks = source.read_tracks(Path(path), sig["max_case_hours"] * 3600.0, on_samples=streamer,
                                 max_samples=sig["max_case_hours"] * 3600.0 * sig["max_native_hz"])
     t0 = min(t.start_s for t in tracks)
@@ -171,8 +170,7 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
     def one(trk: Track):
         filtered = streamer.take(trk.name, trk.values) if streamer else None
         try:
-            y, s = resample_track(trk.values, trk.fs, fs, params["signals"]["saturation_min_run"], overwrite=True,
-                                  filtered=filtered)
+            y, s = resample_track(trk.values, trk.fs, fs, sig["saturation_min_run"], overwrite=True, filtered=filtered)
         except CaseError as e:
             raise CaseError(f"{trk.name}: {e}") from e
         lead = int(round((trk.start_s - t0) * fs))

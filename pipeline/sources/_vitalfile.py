@@ -20,7 +20,8 @@ so one stray sample 3 days late is a 1 GB read, even with `header_only`); it end
 truncated stream; and it returns the gap value that its writer puts in packed integer tracks
 (`FMT_NAN`, -32768 for int16) as a sample. Here the span is checked from each record's `dt` and
 sample count before its body is read, the stream is read to its gzip trailer (CRC and length
-checked by zlib), and at most `OUT_CHUNK` decompressed bytes are held besides the records kept.
+checked by zlib), and at most `AHEAD` + 1 pieces of `OUT_CHUNK` decompressed bytes are held
+besides the samples kept.
 Track timing follows vitaldb exactly (`dtstart`, `dtend`, tests/test_vital_reader.py compares).
 """
 
