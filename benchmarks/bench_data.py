@@ -32,10 +32,10 @@ mode, path, cfg = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])  # validated
 tracks = [cfg["local"]["tracks"]["ppg"], cfg["local"]["tracks"]["ecg"]]
 params = {"source": "local", "local": {"tracks": cfg["local"]["tracks"]}, "signals": cfg["signals"]}
 from pipeline.errors import CaseError
-from pipeline.resample import resample_case
-from pipeline.sources import get_source
-from pipeline.windows import window_case
-import scipy.fft, scipy.ndimage  # imported inside pipeline.quality at first use: imports are not timed
+from pipeline.data.resample import resample_case
+from pipeline.data.sources import get_source
+from pipeline.data.windows import window_case
+import scipy.fft, scipy.ndimage  # imported inside pipeline.data.quality at first use: imports are not timed
 if mode in ("vitaldb", "parse"):
     import vitaldb  # only on its own paths: it imports pandas, which a pipeline job does not
 t0 = time.perf_counter()
@@ -45,7 +45,7 @@ try:
         signals, sat, attrs = resample_case(path, params)
         win, starts, hr, stats = window_case(signals, sat, 125, cfg["window"], cfg["quality"])
         extra = {"windows_cut": stats["cut"], "windows_kept": stats["kept"]}
-    elif mode == "read":  # our reader and record placement alone (pipeline/sources/_vitalfile.py)
+    elif mode == "read":  # our reader and record placement alone (pipeline/data/sources/_vitalfile.py)
         extra = {"samples": [len(t.values) for t in get_source(params).read_tracks(path, 24 * 3600.0)]}
     elif mode == "validate":  # the download stage's check of a file
         get_source(params).validate(path)
@@ -76,7 +76,7 @@ ADC_STEP = {"SNUADC/PLETH": 200 / 2**16, "SNUADC/ECG_II": 10 / 2**16}
 def make_case(path: Path, hours: float, quantize: bool = True, packed: bool = True) -> None:
     import numpy as np
 
-    from pipeline.sources.demo import synth_signals, write_vital
+    from pipeline.data.sources.demo import synth_signals, write_vital
 
     if path.exists():
         return
@@ -112,8 +112,9 @@ def sections() -> str:
     """The config sections a resample/windows job gets as params, validated once here: a job never
     loads the config itself (validation imports torch for the model checks: ~300 MB of RSS)."""
     from pipeline.config import load_config
+    from pipeline.evaluation.checks import ALL_CHECKS
 
-    cfg = load_config(REPO / "config" / "config.yaml")
+    cfg = load_config(REPO / "config" / "config.yaml", ALL_CHECKS)
     return json.dumps({k: cfg[k] for k in ("local", "signals", "window", "quality")})
 
 

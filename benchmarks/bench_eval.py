@@ -1,4 +1,4 @@
-"""Evaluation memory: peak RSS of `pipeline.evaluate.evaluate` (and of its data loading alone) on
+"""Evaluation memory: peak RSS of `pipeline.evaluation.evaluate.evaluate` (and of its data loading alone) on
 datasets of growing size with `evaluate.max_windows` fixed, each in a fresh process.
 
 The shards hold realistic two-channel windows (demo physiology, tiled with noise); a tiny encoder
@@ -33,13 +33,14 @@ import json, sys, time
 mode, spec = sys.argv[1], json.loads(sys.argv[2])
 t0 = time.perf_counter()
 if mode == "load":
-    from pipeline.evaluate import load_split
+    from pipeline.evaluation.evaluate import load_split
     for paths, seed in ((spec["train"], 0), (spec["test"], 1)):
         load_split(paths, spec["max_windows"], seed)
 else:
     from pipeline.config import validate_params
-    from pipeline.evaluate import evaluate
-    p = validate_params({"evaluate": {"max_windows": spec["max_windows"], "finetune_epochs": 1}, "labels": {}})
+    from pipeline.evaluation.checks import ALL_CHECKS
+    from pipeline.evaluation.evaluate import evaluate
+    p = validate_params({"evaluate": {"max_windows": spec["max_windows"], "finetune_epochs": 1}, "labels": {}}, ALL_CHECKS)
     evaluate(spec["encoder"], spec["model"], spec["train"], spec["test"], spec["cases"], spec["labels"], spec["model_cfg"],
              spec["train_cfg"], p["evaluate"], p["labels"], 125, spec["out"])
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
@@ -51,7 +52,7 @@ def write_labels(path: Path, shard: Path, rng) -> None:
     """A label row for every window of `shard`: blood pressures and hypotension flags at random."""
     import h5py
 
-    from pipeline.labels import COLUMNS
+    from pipeline.data.labels import COLUMNS
 
     with h5py.File(shard, "r") as f:
         ids, starts = f["caseid"][:], f["start_s"][:]
@@ -97,10 +98,10 @@ def write_dataset(root: Path, n_windows: int, per_shard: int = 20000) -> tuple[l
 
 def prepare_encoder(root: Path, train: list[str], test: list[str]) -> dict:
     """A tiny model pretrained for one epoch on the first shard, exported; a case table."""
-    from pipeline.cases import write_table
-    from pipeline.export import export_encoder
-    from pipeline.train import pretrain
-    from pipeline.windows import build_manifest
+    from pipeline.data.cases import write_table
+    from pipeline.data.windows import build_manifest
+    from pipeline.model.export import export_encoder
+    from pipeline.model.train import pretrain
     from tests.helpers import TINY_MODEL, TINY_TRAIN
 
     model_cfg, train_cfg = dict(TINY_MODEL), dict(TINY_TRAIN, epochs=1, batch_size=256, max_val_windows=512)

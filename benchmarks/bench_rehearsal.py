@@ -52,7 +52,7 @@ def stray_record_case(path: Path) -> None:
     """61 s of PPG and ECG, then one more record three days later."""
     import vitaldb
 
-    from pipeline.sources.demo import synth_signals
+    from pipeline.data.sources.demo import synth_signals
 
     if path.exists():
         return
@@ -67,7 +67,7 @@ def stray_record_case(path: Path) -> None:
 
 
 def ppg_only_case(path: Path, hours: float) -> None:
-    from pipeline.sources.demo import synth_signals, write_vital
+    from pipeline.data.sources.demo import synth_signals, write_vital
 
     if not path.exists():
         ppg, _ = synth_signals(75.0, hours * 3600, np.random.default_rng(2))

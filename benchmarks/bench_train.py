@@ -3,7 +3,7 @@ keeps up, on CUDA (bf16) or the CPU (fp32). JSON on stdout.
 
 On `--device` (default: cuda when available), r1 geometry (TTM, d_model 192, 3 adaptive levels, 2
 layers, patch 64, context 1024, channel mixer), for each batch size (default 128, 512, 1024), the
-real training step (`pipeline.train.Trainer.step`, log points every `train.log_every_steps` as in
+real training step (`pipeline.model.train.Trainer.step`, log points every `train.log_every_steps` as in
 training; the clock stops once the device has finished):
   step              windows/s, batches already on the device (the step alone);
   step_with_loader  windows/s, batches from the real loader (`ShardBatches` + `make_loader`,
@@ -14,7 +14,7 @@ training; the clock stops once the device has finished):
 `plain_h5py_windows_per_s`: a plain contiguous h5py read of the same shards (warm page cache), the
 ceiling of any loader.
 
-`comparison` (kept from the first version): `pipeline.train.pretrain` (best epoch, training time
+`comparison` (kept from the first version): `pipeline.model.train.pretrain` (best epoch, training time
 only) against a bare PyTorch loop (same model, objective, optimizer and batch; batches and masks
 already on the device; best epoch), in rounds run back to back; the round with the median ratio is
 reported. On the CPU with the small model of the first version (d_model 64, 2 levels, batch 128,
@@ -52,7 +52,7 @@ SMALL = dict(R1, d_model=64, dropout=0.1, ttm={"adaptive_patching_levels": 2})  
 
 
 def make_shards(root: Path, n_windows: int, per_shard: int = 16384) -> list[str]:
-    from pipeline.windows import _append, _create_shard
+    from pipeline.data.windows import _append, _create_shard
 
     root.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -86,7 +86,7 @@ def plain_read(paths: list[str], block: int = 256) -> float:
 
 def loader_rate(paths: list[str], batch: int, workers: int, pin: bool) -> float:
     """Windows/s of one epoch of the real loader, from its first batch (worker start-up excluded)."""
-    from pipeline.dataset import ShardBatches, make_loader
+    from pipeline.model.dataset import ShardBatches, make_loader
 
     ds = ShardBatches(paths, batch, block_windows=256, shuffle_blocks=16, seed=0)
     n, t0 = 0, None
@@ -100,15 +100,16 @@ def loader_rate(paths: list[str], batch: int, workers: int, pin: bool) -> float:
 
 def train_cfg(batch: int, device: str, compile_model: bool, **over) -> dict:
     from pipeline.config import validate_params
+    from pipeline.evaluation.checks import ALL_CHECKS
 
     cfg = dict(dict(batch_size=batch, epochs=1, seed=0, lr=1e-4, precision="bf16" if device == "cuda" else "fp32",
                     checkpoint_every_steps=10**9, max_val_windows=256, compile=compile_model), **over)
-    return validate_params({"train": cfg})["train"]  # every other key: the schema's default
+    return validate_params({"train": cfg}, ALL_CHECKS)["train"]  # every other key: the schema's default
 
 
 def forever(ds, workers: int, pin: bool):
     """The loader's batches, epoch after epoch (a new loader per epoch, as in training)."""
-    from pipeline.dataset import make_loader
+    from pipeline.model.dataset import make_loader
 
     for epoch in itertools.count():
         ds.set_epoch(epoch)
@@ -135,8 +136,8 @@ def step_rates(paths, val, wd: Path, batch: int, device: str, a) -> dict:
     """`step` (batches on the device) and `step_with_loader` (the real loader) with one Trainer."""
     import torch
 
-    from pipeline.dataset import ShardBatches, make_loader
-    from pipeline.train import Trainer
+    from pipeline.model.dataset import ShardBatches, make_loader
+    from pipeline.model.train import Trainer
 
     trainer = Trainer(R1, train_cfg(batch, device, a.compile), paths, val, wd / "trainer", "bench", num_workers=a.workers)
     pin = trainer.device.type == "cuda"
@@ -158,9 +159,9 @@ def bare_loop(model_cfg, cfg, batches: list, device: str, epochs: int) -> float:
     thread pools warm up); windows/s of the best of `epochs` passes over the batches, as `pretrain`'s."""
     import torch
 
-    from pipeline.masking import mixed_mask
-    from pipeline.model import SSLModel
-    from pipeline.train import Objective
+    from pipeline.model.encoder import SSLModel
+    from pipeline.model.masking import mixed_mask
+    from pipeline.model.train import Objective
 
     torch.manual_seed(0)
     model = SSLModel(model_cfg).to(device)
@@ -198,8 +199,8 @@ def comparison(wd: Path, device: str, a) -> dict:
     many epochs), in `--compare-rounds` rounds run back to back. A round's ratio compares two runs
     minutes apart at most, so a shared machine's drift hits both sides; the reported round is the
     one with the median ratio."""
-    from pipeline.dataset import ShardBatches, make_loader
-    from pipeline.train import pretrain
+    from pipeline.model.dataset import ShardBatches, make_loader
+    from pipeline.model.train import pretrain
 
     model_cfg = R1 if device == "cuda" else dict(SMALL, d_model=a.d_model)
     batch = a.compare_batch

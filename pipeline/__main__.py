@@ -20,21 +20,23 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
-def _params(a) -> dict:
+def _params(a, checks) -> dict:
     """The step's --params, checked against the schema (defaults filled) and the cross-key rules of
-    the sections it holds: a step run by hand with a bad value fails naming the key."""
+    its stage (`checks`) whose sections it holds: a step run by hand with a bad value fails naming
+    the key."""
     from pipeline.config import validate_params
 
     try:
-        return validate_params(json.loads(a.params))
+        return validate_params(json.loads(a.params), checks)
     except json.JSONDecodeError as e:
         raise SystemExit(f"--params: not JSON: {e}") from e
 
 
 def cmd_case_table(a):
-    from pipeline.cases import build_case_table, write_table
+    from pipeline.data.cases import build_case_table, write_table
+    from pipeline.data.checks import CHECKS
 
-    rows = build_case_table(_params(a))
+    rows = build_case_table(_params(a, CHECKS))
     if not rows:
         raise SystemExit("case table is empty: no case has both tracks (check <source>.tracks and cases.*)")
     write_table(a.out, rows)
@@ -42,87 +44,108 @@ def cmd_case_table(a):
 
 
 def _batch_rows(cases_path, batch):
-    from pipeline.cases import read_table
+    from pipeline.data.cases import read_table
 
     return [r for r in read_table(cases_path) if r["batch"] == batch]
 
 
 def cmd_download(a):
-    from pipeline.download import download_batch
+    from pipeline.data.checks import CHECKS
+    from pipeline.data.download import download_batch
 
-    download_batch(_batch_rows(a.cases, a.batch), _params(a), a.outdir, a.status)
+    download_batch(_batch_rows(a.cases, a.batch), _params(a, CHECKS), a.outdir, a.status)
 
 
 def cmd_resample(a):
+    from pipeline.data.checks import CHECKS
+    from pipeline.data.resample import resample_batch
     from pipeline.io import read_json
-    from pipeline.resample import resample_batch
 
-    resample_batch(read_json(a.download_status), _params(a), a.outdir, a.status)
+    resample_batch(read_json(a.download_status), _params(a, CHECKS), a.outdir, a.status)
 
 
 def cmd_windows(a):
+    from pipeline.data.checks import CHECKS
+    from pipeline.data.windows import windows_batch
     from pipeline.io import read_json
-    from pipeline.windows import windows_batch
 
     shards = {"train": a.train, "val": a.val, "test": a.test}
-    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a), shards, a.stats, a.batch)
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a, CHECKS), shards, a.stats, a.batch)
 
 
 def cmd_manifest(a):
-    from pipeline.windows import build_manifest
+    from pipeline.data.checks import CHECKS
+    from pipeline.data.windows import build_manifest
 
-    m = build_manifest(a.stats, a.out, _params(a))
+    m = build_manifest(a.stats, a.out, _params(a, CHECKS))
     log.info("manifest: %s", json.dumps(m["totals"]))
 
 
-def cmd_pretrain(a):
-    from pipeline.config import digest
-    from pipeline.io import read_json
-    from pipeline.train import pretrain
+def _share_cores(a):
+    """Intra-op threads and loader workers from the threads the rule gives (pipeline/model/cores.py);
+    under torchrun each of the node's processes takes its part."""
+    import torch
 
-    params = _params(a)
+    from pipeline.model import cores
+
+    per_process = max(1, a.threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return cores.apply(per_process, on_gpu=torch.cuda.is_available())
+
+
+def cmd_pretrain(a):
+    from pipeline.io import digest, read_json
+    from pipeline.model.checks import CHECKS
+    from pipeline.model.train import pretrain
+
+    params = _params(a, CHECKS)
+    share = _share_cores(a)
     manifest = read_json(a.manifest)
     data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
                           "shards": sorted(a.train_shards) + sorted(a.val_shards)})
-    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=a.workers,
+    pretrain(params["model"], params["train"], a.train_shards, a.val_shards, a.outdir, data_digest, num_workers=share.workers,
              pretrained=a.pretrained)
 
 
 def cmd_export(a):
-    from pipeline.export import export_encoder
+    from pipeline.model.checks import CHECKS
+    from pipeline.model.export import export_encoder
 
-    export_encoder(a.model, a.manifest, a.metrics, a.summary, _params(a), a.out)
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, _params(a, CHECKS), a.out)
 
 
 def cmd_evaluate(a):
-    from pipeline.evaluate import evaluate
+    from pipeline.evaluation.checks import STAGE_CHECKS as CHECKS
+    from pipeline.evaluation.evaluate import evaluate
 
-    p = _params(a)
+    p = _params(a, CHECKS)
+    _share_cores(a)
     evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, a.labels, p["model"], p["train"], p["evaluate"],
              p["labels"], p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
 
 
 def cmd_labels(a):
+    from pipeline.data.checks import CHECKS
+    from pipeline.data.labels import labels_batch
     from pipeline.io import read_json
-    from pipeline.labels import labels_batch
 
-    labels_batch(read_json(a.download_status), a.shards, _params(a), a.out)
+    labels_batch(read_json(a.download_status), a.shards, _params(a, CHECKS), a.out)
 
 
 def cmd_fetch_pretrained(a):
-    from pipeline.backbones import fetch_pretrained
+    from pipeline.model.backbones import fetch_pretrained
+    from pipeline.model.checks import CHECKS
 
-    fetch_pretrained(_params(a)["model"], a.out)
+    fetch_pretrained(_params(a, CHECKS)["model"], a.out)
 
 
 def cmd_qc(a):
-    from pipeline.report import qc_report
+    from pipeline.data.qc_report import qc_report
 
     qc_report(a.manifest, a.png, a.html)
 
 
 def cmd_ablation_summary(a):
-    from pipeline.ablations import write_summary
+    from pipeline.evaluation.ablations import write_summary
 
     rows = write_summary(a.runs, a.tsv, a.png)
     log.info("ablation summary: %d runs -> %s", len(rows), a.tsv)
@@ -130,6 +153,17 @@ def cmd_ablation_summary(a):
 
 def _pretrained_arg(s):
     s.add_argument("--pretrained", default=None, help="local directory of the pretrained weights (the rule passes it when model.pretrained is set)")
+
+
+def _threads_arg(s):
+    s.add_argument("--threads", type=int, default=1,
+                   help="threads Snakemake gives the rule; capped by the cores this process may use (pipeline/model/cores.py)")
+
+
+def cmd_config_docs(a):
+    from pipeline.config import render_docs
+
+    sys.stdout.write(render_docs())
 
 
 def main(argv=None) -> None:
@@ -160,14 +194,13 @@ def main(argv=None) -> None:
          extra=lambda s: s.add_argument("stats", nargs="+"))
     step("pretrain", cmd_pretrain, "self-supervised pretraining (runs under torchrun for DDP)",
          "the model and train sections as JSON", ["manifest", "outdir"], ["train-shards", "val-shards"],
-         extra=lambda s: (s.add_argument("--workers", type=int, default=0, help="DataLoader workers (the rule passes threads - 1)"),
-                          _pretrained_arg(s)))
+         extra=lambda s: (_threads_arg(s), _pretrained_arg(s)))
     step("export", cmd_export, "export the best encoder (backbone config.json + model.safetensors, preprocessing, card)",
          "tracks, signals and window as JSON", ["model", "manifest", "metrics", "summary", "out"])
     step("evaluate", cmd_evaluate, "probes of the exported encoder vs baselines on the tasks; reconstruction quality",
          "model, train, evaluate, signals and labels as JSON", ["encoder", "model", "cases", "outdir"],
          ["train-shards", "test-shards", "labels"],
-         extra=_pretrained_arg)
+         extra=lambda s: (_threads_arg(s), _pretrained_arg(s)))
     step("labels", cmd_labels, "per-window blood pressure and hypotension-ahead labels of one batch (numeric tracks)",
          "source, its tracks, labels, window and signals as JSON", ["download-status", "out"], ["shards"])
     step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",
@@ -177,6 +210,9 @@ def main(argv=None) -> None:
         s.add_argument(f"--{arg}", required=True)
     s.set_defaults(func=cmd_qc)
 
+    s = sub.add_parser("config-docs", help="config/README.md from the schema: python -m pipeline config-docs > config/README.md")
+    s.set_defaults(func=cmd_config_docs)
+
     s = sub.add_parser("ablation-summary", help="summary.tsv and plot of the ablation runs")
     for arg in ("tsv", "png"):
         s.add_argument(f"--{arg}", required=True)
@@ -185,6 +221,10 @@ def main(argv=None) -> None:
 
     a = p.parse_args(argv)
     _setup_logging()
+    from pipeline.model.cores import OMP_ENV
+
+    for k, v in OMP_ENV.items():  # before torch loads OpenMP (pipeline/model/cores.py)
+        os.environ.setdefault(k, v)
     from pipeline.errors import ConfigError, FailedFractionError, TransientError
 
     try:

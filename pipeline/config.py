@@ -3,14 +3,19 @@ filled), cross-checked. The Snakefile calls `validate_config` when the workflow 
 value fails before any job runs, with a message that names the key. The step commands
 (`python -m pipeline <step>`) check the sections they are given with `validate_params`, so a step
 run by hand fails the same way.
+
+The cross-key rules the schema cannot express belong to the stages that read those keys: each
+stage lists its own in `pipeline/<stage>/checks.py` as (sections, rule) pairs, and the caller hands
+them in (`pipeline.evaluation.checks.ALL_CHECKS` holds every stage's). This module imports no stage
+(docs/design.md, "File layout").
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -20,7 +25,11 @@ from pipeline.errors import ConfigError
 SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"  # package data (pyproject.toml)
 SPLITS = ("train", "val", "test")
 
-__all__ = ["ConfigError", "SPLITS", "validate_config", "validate_params", "load_config", "digest"]
+# A cross-key rule: the top-level sections it reads, and a function that raises ConfigError naming the key.
+Check = tuple[tuple[str, ...], Callable[[dict], None]]
+Checks = Sequence[Check]
+
+__all__ = ["ConfigError", "SPLITS", "Check", "Checks", "validate_config", "validate_params", "load_config", "render_docs"]
 
 
 def _validator(schema: dict):
@@ -70,18 +79,19 @@ def _schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def validate_config(config: dict) -> dict:
-    """Validate `config` in place (filling defaults) and return it; raise ConfigError naming the key."""
+def validate_config(config: dict, checks: Checks) -> dict:
+    """Validate `config` in place (filling defaults), then every rule of `checks`, and return it;
+    raise ConfigError naming the key."""
     _check_schema(config, _schema())
-    for sections, rule in RULES:
+    for sections, rule in checks:
         rule(config)
     return config
 
 
-def validate_params(params: dict) -> dict:
+def validate_params(params: dict, checks: Checks) -> dict:
     """What a step command receives (`--params`: some top-level sections, as its rule passes them):
-    the same schema on those sections, defaults filled, and every cross-key rule whose sections are
-    all there, so a step run by hand with a bad value fails naming the key. `tracks` (the source's
+    the same schema on those sections, defaults filled, and every rule of `checks` whose sections
+    are all there, so a step run by hand with a bad value fails naming the key. `tracks` (the source's
     track names in channel order, derived by the workflow) is checked for its shape."""
     schema = _schema()
     tracks = params.pop("tracks", None)
@@ -89,7 +99,7 @@ def validate_params(params: dict) -> dict:
         raise ConfigError(f"tracks: expected the two track names (PPG, ECG), got {tracks!r}")
     sub = dict(schema, properties={k: v for k, v in schema["properties"].items() if k in params})
     _check_schema(params, sub)
-    for sections, rule in RULES:
+    for sections, rule in checks:
         if all(k in params for k in sections):
             rule(params)
     if tracks is not None:
@@ -97,120 +107,56 @@ def validate_params(params: dict) -> dict:
     return params
 
 
-def check_split(config: dict) -> None:
-    split = config["cases"]["split"]
-    total = sum(split[s] for s in SPLITS)
-    if abs(total - 1.0) > 1e-6:
-        raise ConfigError(f"cases.split: fractions must sum to 1, got {total:g} ({split})")
+def load_config(path: str | Path, checks: Checks) -> dict:
+    """Read a YAML config file and validate it (defaults filled) with `checks`."""
+    return validate_config(yaml.safe_load(Path(path).read_text()) or {}, checks)
 
 
-def check_quality(config: dict) -> None:
-    q = config["quality"]
-    if q["hr_min_bpm"] >= q["hr_max_bpm"]:
-        raise ConfigError(f"quality.hr_min_bpm ({q['hr_min_bpm']}) must be below quality.hr_max_bpm ({q['hr_max_bpm']})")
-    for ch in ("ppg", "ecg"):
-        if q[f"{ch}_ptp_min"] >= q[f"{ch}_ptp_max"]:
-            raise ConfigError(f"quality.{ch}_ptp_min must be below quality.{ch}_ptp_max")
+# ----------------------------------------------------------------------------- config/README.md
+DOCS_HEADER = """# Configuration keys
+
+Generated from `pipeline/config.schema.yaml` by `python -m pipeline config-docs > config/README.md`.
+The workflow validates `config/config.yaml` (or `--configfile`) against that schema when it loads:
+unknown keys, wrong types and out-of-range values fail before any job runs, naming the key.
+
+- `config/config.yaml`: the default, the offline demo source with a tiny model (minutes on a laptop).
+- `config/vitaldb.yaml`: real VitalDB over its API with TTM r1 (context 1024) as the starting encoder:
+  `snakemake --configfile config/vitaldb.yaml --profile workflow/profiles/slurm` (or `--cores N --resources gpu=1`).
+- `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer.
+- Another source: `--config source=wfdb wfdb='{root: /data/mimic3wdb-matched}'` (each source's section
+  holds its own track names).
+
+Editing a key reruns exactly the rules that use its section: `train.*`/`model.*` rerun pretraining and
+what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward;
+the active source's section reruns the case table and downloads onward (case files already fetched
+are kept; a case that lacks newly named tracks fails at resampling, with that reason in the manifest).
+"""
 
 
-def check_window(config: dict) -> None:
-    window, q, fs = config["window"], config["quality"], config["signals"]["target_fs"]
-    if 60.0 / q["hr_min_bpm"] * fs * 2 > window["length"]:
-        raise ConfigError(
-            f"window.length ({window['length']}) must hold two beats at quality.hr_min_bpm "
-            f"({q['hr_min_bpm']} bpm at {fs} Hz) for the heart-rate rule"
-        )
+def _bounds(spec: dict) -> str:
+    parts = []
+    for key, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if key in spec:
+            parts.append(f"{sym} {spec[key]}")
+    if "enum" in spec:
+        parts.append("one of " + ", ".join(map(str, spec["enum"])))
+    return "; ".join(parts)
 
 
-def check_rates(config: dict) -> None:
-    """The evaluation's filters and features (R-peak band-pass, spectral bands) lie below Nyquist."""
-    from pipeline.features import highest_frequency_hz
+def render_docs() -> str:
+    """config/README.md: every key of the schema with its type, default, bounds and description
+    (a test keeps the file current)."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    out = [DOCS_HEADER]
+    for name, spec in schema["properties"].items():
+        out.append(f"\n## `{name}`\n\n{spec['description']}\n")
+        props = spec.get("properties")
+        if not props:
+            out.append(f"\n- type {spec['type']}, default `{json.dumps(spec.get('default'))}`; {_bounds(spec)}\n")
+            continue
+        out.append("\n| key | type | default | bounds | description |\n| --- | --- | --- | --- | --- |\n")
+        for key, p in props.items():
+            typ = p["type"] if isinstance(p["type"], str) else " or ".join(p["type"])
+            out.append(f"| `{name}.{key}` | {typ} | `{json.dumps(p.get('default'))}` | {_bounds(p)} | {p['description']} |\n")
+    return "".join(out)
 
-    fs, top = config["signals"]["target_fs"], highest_frequency_hz()
-    if fs / 2 <= top:
-        raise ConfigError(f"signals.target_fs ({fs} Hz) must be above {2 * top:g} Hz: the evaluation filters and "
-                          f"features reach {top:g} Hz, which must stay below Nyquist")
-
-
-def check_source(config: dict) -> None:
-    from pipeline.sources import source_class
-
-    source_class(config["source"]).check_config(config[config["source"]])
-
-
-def check_model(config: dict) -> None:
-    """Model geometry, derived once from the config; a mismatch is an error here."""
-    from pipeline import backbones
-
-    m, w = config["model"], config["window"]
-    if m["context_length"] != w["length"]:
-        raise ConfigError(f"model.context_length ({m['context_length']}) must equal window.length ({w['length']})")
-    if m["context_length"] % m["patch_length"] or m["patch_length"] >= m["context_length"]:
-        raise ConfigError(
-            f"model.patch_length ({m['patch_length']}) must divide model.context_length ({m['context_length']}) into 2 or more patches"
-        )
-    if m["pretrained"] and backbones.is_hub_id(m) and not m["revision"]:
-        raise ConfigError(
-            f"model.revision: required for the hub model {m['pretrained']!r} (TTM r1 with 1024 samples: 1024_96_v1); "
-            f"if model.pretrained is meant as a local directory, {m['pretrained']!r} does not exist"
-        )
-    if m["pretrained"] and not backbones.is_hub_id(m) and not Path(m["pretrained"]).expanduser().is_dir():
-        raise ConfigError(f"model.pretrained: {m['pretrained']!r} is neither a directory nor a hub id owner/name")
-    backbones.module(m["backbone"]).check_config(m)
-
-
-def check_loss(config: dict) -> None:
-    """Loss geometry: STFT sizes fit the window; reads respect the shard chunks."""
-    t, w = config["train"], config["window"]
-    if len(t["stft_n_fft"]) != len(t["stft_hop"]):
-        raise ConfigError(f"train.stft_hop ({t['stft_hop']}) needs one hop per train.stft_n_fft ({t['stft_n_fft']})")
-    for n_fft, hop in zip(t["stft_n_fft"], t["stft_hop"]):
-        if n_fft > w["length"]:
-            raise ConfigError(f"train.stft_n_fft ({n_fft}) must be <= window.length ({w['length']})")
-        if hop > n_fft:
-            raise ConfigError(f"train.stft_hop ({hop}) must be <= its n_fft ({n_fft})")
-    if t["block_windows"] % w["chunk"]:
-        raise ConfigError(f"train.block_windows ({t['block_windows']}) must be a multiple of window.chunk ({w['chunk']})")
-
-
-def check_masks(config: dict) -> None:
-    mix = config["train"]["mask_mix"]
-    if abs(sum(mix.values()) - 1.0) > 1e-6:
-        raise ConfigError(f"train.mask_mix: fractions must sum to 1, got {sum(mix.values()):g} ({mix})")
-
-
-def check_labels(config: dict) -> None:
-    for kind, (lo, hi) in config["labels"]["valid_mmHg"].items():
-        if lo >= hi:
-            raise ConfigError(f"labels.valid_mmHg.{kind}: low ({lo}) must be below high ({hi})")
-
-
-def check_ablations(config: dict) -> None:
-    from pipeline.ablations import check_ablations as check
-
-    check(config)
-
-
-# Cross-key rules the schema cannot express, each with the sections it reads.
-RULES = (
-    (("cases",), check_split),
-    (("quality",), check_quality),
-    (("window", "quality", "signals"), check_window),
-    (("signals",), check_rates),
-    (("source", "download"), check_source),  # steps given the full source section also get `download`
-    (("model", "window"), check_model),
-    (("train", "window"), check_loss),
-    (("train",), check_masks),
-    (("labels",), check_labels),
-    (("ablations", "source", "model", "train", "window"), check_ablations),  # last: it reruns all of the above per variant
-)
-
-
-def load_config(path: str | Path) -> dict:
-    """Read a YAML config file and validate it (defaults filled)."""
-    return validate_config(yaml.safe_load(Path(path).read_text()) or {})
-
-
-def digest(obj) -> str:
-    """Short stable digest of a JSON-able object (recorded in outputs to tie them to their config)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -9,6 +9,7 @@ killed job are named `.<target>.<random>.tmp` and are removed by the next write 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,3 +110,8 @@ def read_json(path: str | os.PathLike):
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def digest(obj) -> str:
+    """Short stable digest of a JSON-able object (recorded in outputs to tie them to their config)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

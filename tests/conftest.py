@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import load_config
+from pipeline.evaluation.checks import ALL_CHECKS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,4 +16,4 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def config():
     """The default config, validated (defaults filled)."""
-    return load_config(REPO / "config" / "config.yaml")
+    return load_config(REPO / "config" / "config.yaml", ALL_CHECKS)

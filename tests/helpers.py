@@ -7,9 +7,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pipeline.sources.demo import synth_signals
-from pipeline.resample import resample_track
-from pipeline.windows import _append, _create_shard, cut
+from pipeline.data.resample import resample_track
+from pipeline.data.sources.demo import synth_signals
+from pipeline.data.windows import _append, _create_shard, cut
 
 TINY_MODEL = dict(backbone="ttm", pretrained=None, revision=None, context_length=1024, patch_length=64, d_model=16, num_layers=1,
                   expansion_factor=2, dropout=0.1, ttm={"adaptive_patching_levels": 1}, tspulse={}, channel_mixing="mixer")

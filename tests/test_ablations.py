@@ -1,4 +1,4 @@
-"""Ablation configs (pipeline/ablations.py): merging, validation at load time, the summary."""
+"""Ablation configs (pipeline/evaluation/ablations.py): merging, validation at load time, the summary."""
 
 import csv
 import json
@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.ablations import merge, run_config, write_summary
 from pipeline.config import ConfigError, validate_config
-from pipeline.tasks import TASKS
+from pipeline.evaluation.ablations import merge, run_config, write_summary
+from pipeline.evaluation.checks import ALL_CHECKS
+from pipeline.evaluation.tasks import TASKS
 from tests.conftest import REPO
 
 
 def demo_config(**ablations) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["ablations"] = ablations
-    return validate_config(cfg)
+    return validate_config(cfg, ALL_CHECKS)
 
 
 def test_merge_overrides_nested_keys_and_replaces_the_rest():

@@ -3,8 +3,9 @@ import copy
 import pytest
 import yaml
 
-from pipeline.cases import batches, build_case_table, finish_table, read_table, subject_split, write_table
 from pipeline.config import ConfigError, validate_config
+from pipeline.data.cases import batches, build_case_table, finish_table, read_table, subject_split, write_table
+from pipeline.evaluation.checks import ALL_CHECKS
 from tests.conftest import REPO
 
 FRACS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -96,45 +97,53 @@ def test_bad_config_fails_naming_the_key(edit, key):
         else:
             cfg[section] = value
     with pytest.raises(ConfigError) as e:
-        validate_config(copy.deepcopy(cfg))
+        validate_config(copy.deepcopy(cfg), ALL_CHECKS)
     assert key in str(e.value)
 
 
 def test_defaults_are_filled():
-    cfg = validate_config({"source": "demo"})
+    cfg = validate_config({"source": "demo"}, ALL_CHECKS)
     assert cfg["window"]["length"] == 1024 and cfg["signals"]["target_fs"] == 125
     assert cfg["cases"]["split"] == {"train": 0.8, "val": 0.1, "test": 0.1}
 
 
 @pytest.mark.parametrize(
-    "params, key",
+    "step, params, key",
     [
-        ({"signals": {"target_fs": float("nan"), "saturation_min_run": 10}}, "signals.target_fs"),
-        ({"signals": {"target_fs": 40}}, "signals.target_fs"),
-        ({"window": {"length": 1024, "stride": 0, "chunk": 64}}, "window.stride"),
-        ({"model": {"patch_length": 100}, "window": {"length": 1024}}, "model.patch_length"),
-        ({"tracks": ["PLETH"], "signals": {"target_fs": 125}}, "tracks"),
+        ("manifest", {"signals": {"target_fs": float("nan"), "saturation_min_run": 10}}, "signals.target_fs"),
+        ("manifest", {"window": {"length": 1024, "stride": 0, "chunk": 64}}, "window.stride"),
+        ("manifest", {"tracks": ["PLETH"], "signals": {"target_fs": 125}}, "tracks"),
+        ("manifest", {"window": {"length": 64}, "quality": {}, "signals": {"target_fs": 125}}, "window.length"),  # a data rule
+        ("export", {"model": {"patch_length": 100}, "window": {"length": 1024}}, "model.patch_length"),  # a model rule
+        ("evaluate", {"signals": {"target_fs": 40}}, "signals.target_fs"),  # the evaluation's rule
     ],
 )
-def test_step_commands_validate_their_params(tmp_path, params, key):
-    """Users run `python -m pipeline <step>` by hand: a bad --params fails at once, naming the key."""
+def test_step_commands_validate_their_params(tmp_path, step, params, key):
+    """Users run `python -m pipeline <step>` by hand: a bad --params fails at once with its stage's
+    rules (pipeline/<stage>/checks.py), naming the key."""
     import json
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "pipeline", "manifest", "--params", json.dumps(params), "--out", str(tmp_path / "m.json"),
-           str(tmp_path / "none.json")]
+    out = tmp_path / "out"
+    paths = {"manifest": ["--out", str(out), str(tmp_path / "none.json")],
+             "export": [f"--{a}" for a in ("model", "manifest", "metrics", "summary")],
+             "evaluate": [f"--{a}" for a in ("encoder", "model", "cases", "train-shards", "test-shards", "labels")]}[step]
+    if step != "manifest":  # every path option points at a file that does not exist: validation comes first
+        paths = [x for a in paths for x in (a, str(tmp_path / "none"))] + ["--out" if step == "export" else "--outdir", str(out)]
+    cmd = [sys.executable, "-m", "pipeline", step, "--params", json.dumps(params), *paths]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and key in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert not (tmp_path / "m.json").exists()
+    assert not out.exists()
 
 
 def test_step_params_from_the_rules_pass_unchanged(config):
     """What the rules pass (complete, validated sections) comes back as it was."""
     from pipeline.config import validate_params
+    from pipeline.evaluation.checks import ALL_CHECKS
 
     for keys in (("signals", "window", "quality"), ("model", "train"), ("model", "train", "evaluate", "signals")):
         params = copy.deepcopy({k: config[k] for k in keys})
-        assert validate_params(copy.deepcopy(params)) == params
+        assert validate_params(copy.deepcopy(params), ALL_CHECKS) == params
     params = {"source": "demo", "demo": config["demo"], "cases": config["cases"], "download": config["download"]}
-    assert validate_params(copy.deepcopy(params)) == params
+    assert validate_params(copy.deepcopy(params), ALL_CHECKS) == params

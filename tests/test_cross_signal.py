@@ -9,10 +9,10 @@ import logging
 import numpy as np
 import pytest
 
-from pipeline.embedding import embed_windows
-from pipeline.evaluate import reconstruction_quality
-from pipeline.export import load_trained
-from pipeline.train import pretrain
+from pipeline.evaluation.evaluate import reconstruction_quality
+from pipeline.model.embedding import embed_windows
+from pipeline.model.export import load_trained
+from pipeline.model.train import pretrain
 from tests.helpers import TINY_MODEL, TINY_TRAIN, windows, write_shard
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The demo's physiology (pipeline/sources/demo.py), measured on what it writes, and numeric tracks
+"""The demo's physiology (pipeline/data/sources/demo.py), measured on what it writes, and numeric tracks
 read back on the waveforms' clock (`Source.read_numerics`)."""
 
 from __future__ import annotations
@@ -11,14 +11,29 @@ import vitaldb
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
-from pipeline.errors import CaseError
-from pipeline.sources import get_source
-from pipeline.sources._vital import ART_MBP_TRACK, rows_from_vitaldb_csv
-from pipeline.sources.demo import (
-    AGE_RANGE, ART_DBP, ART_MBP, ART_SBP, ARTEFACT_VALUES, BMI_RANGE, HYPOTENSION_MMHG, NATIVE_FS, NO_ART_EVERY,
-    SYSTOLIC_PEAK_S, DemoCase, arterial_numerics, demo_case, demo_case_rows, demo_subject, pat_s, synth_signals,
+from pipeline.data.sources import get_source
+from pipeline.data.sources._vital import ART_MBP_TRACK, rows_from_vitaldb_csv
+from pipeline.data.sources.demo import (
+    AGE_RANGE,
+    ART_DBP,
+    ART_MBP,
+    ART_SBP,
+    ARTEFACT_VALUES,
+    BMI_RANGE,
+    HYPOTENSION_MMHG,
+    NATIVE_FS,
+    NO_ART_EVERY,
+    SYSTOLIC_PEAK_S,
+    DemoCase,
+    arterial_numerics,
+    demo_case,
+    demo_case_rows,
+    demo_subject,
+    pat_s,
+    synth_signals,
     write_demo_case,
 )
+from pipeline.errors import CaseError
 
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
 TRACKS = {"ppg": PPG, "ecg": ECG}
@@ -180,9 +195,9 @@ def test_a_case_without_an_arterial_line_has_no_numeric_tracks(tmp_path):
 def test_each_fault_case_fails_its_own_quality_rule_only(tmp_path, config, seed):
     """The faults of cases 2-8 whatever the physiology: the clip fault saturates a fixed share of its
     stretch, so a large PPG does not turn it into a flat fault; clean cases keep every window."""
-    from pipeline.download import download_batch
-    from pipeline.resample import resample_batch
-    from pipeline.windows import windows_batch
+    from pipeline.data.download import download_batch
+    from pipeline.data.resample import resample_batch
+    from pipeline.data.windows import windows_batch
 
     demo = dict(CFG, n_cases=10, duration_s=240, seed=seed)
     rows = demo_case_rows(demo)
@@ -321,11 +336,11 @@ def test_numerics_are_read_on_the_clock_of_the_waveforms(tmp_path):
 
 
 def test_wfdb_has_no_numerics_and_says_so_once(tmp_path, caplog, monkeypatch):
-    import pipeline.sources.wfdb as wfdb_source
+    import pipeline.data.sources.wfdb as wfdb_source
 
     monkeypatch.setattr(wfdb_source, "_said_no_numerics", False)
     src = get_source({"source": "wfdb", "wfdb": {"root": str(tmp_path), "tracks": {"ppg": "PLETH", "ecg": "II"}}})
-    with caplog.at_level(logging.INFO, logger="pipeline.sources.wfdb"):
+    with caplog.at_level(logging.INFO, logger="pipeline.data.sources.wfdb"):
         assert src.read_numerics(tmp_path / "1.json", NUMERICS) == {}
         assert src.read_numerics(tmp_path / "2.json", NUMERICS) == {}
     said = [r for r in caplog.records if "no numeric tracks" in r.getMessage()]

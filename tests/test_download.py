@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pipeline.http
-from pipeline.cases import build_case_table, write_table
-from pipeline.download import FailedFractionError, download_batch
+import pipeline.data.http
+from pipeline.data.cases import build_case_table, write_table
+from pipeline.data.download import FailedFractionError, download_batch
+from pipeline.data.sources.demo import synth_signals, write_vital
 from pipeline.errors import TransientError
-from pipeline.sources.demo import synth_signals, write_vital
 from tests.conftest import REPO
 from tests.httpserver import FaultyServer
 
@@ -187,7 +187,7 @@ def test_a_full_disk_while_writing_is_transient_not_a_recorded_failure(tmp_path,
         f = real_open(path, *a, **k)
         return FullDisk(f) if Path(path).name.startswith(".2.vital.") else f
 
-    monkeypatch.setattr(pipeline.http, "open", full_for_case_2, raising=False)
+    monkeypatch.setattr(pipeline.data.http, "open", full_for_case_2, raising=False)
     with FaultyServer(files) as srv:
         with pytest.raises(TransientError, match=r"case 2: OSError: \[Errno 28\] No space left on device"):
             download_batch(rows, params(srv.url), tmp_path / "v", tmp_path / "s.json")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.evaluate import linear_interpolation_fill
-from pipeline.masking import patch_mask
-from pipeline.probes import bootstrap, fit_probe, predict, score, subset_subjects
+from pipeline.evaluation.evaluate import linear_interpolation_fill
+from pipeline.evaluation.probes import bootstrap, fit_probe, predict, score, subset_subjects
+from pipeline.model.masking import patch_mask
 from tests.helpers import windows
 
 
@@ -94,7 +94,7 @@ def test_subset_subjects_keeps_whole_subjects_and_both_classes():
 
 def rpeak_heart_rate(x: np.ndarray, fs: float) -> np.ndarray:
     """The R-peak heart-rate column of the raw features of two-channel windows."""
-    from pipeline.features import RAW_FEATURES, raw_features
+    from pipeline.evaluation.features import RAW_FEATURES, raw_features
 
     return raw_features(x, fs)[:, [n for n, _ in RAW_FEATURES].index("ECG_hr_rpeak_bpm")]
 
@@ -121,14 +121,14 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
 
     from tsfm_public.models.tinytimemixer import TinyTimeMixerForPrediction
 
-    from pipeline.backbones import build
-    from pipeline.cases import write_table
-    from pipeline.evaluate import evaluate
-    from pipeline.export import export_encoder
-    from pipeline.labels import COLUMNS
-    from pipeline.tasks import TASKS
-    from pipeline.train import pretrain
-    from pipeline.windows import build_manifest
+    from pipeline.data.cases import write_table
+    from pipeline.data.labels import COLUMNS
+    from pipeline.data.windows import build_manifest
+    from pipeline.evaluation.evaluate import evaluate
+    from pipeline.evaluation.tasks import TASKS
+    from pipeline.model.backbones import build
+    from pipeline.model.export import export_encoder
+    from pipeline.model.train import pretrain
     from tests.helpers import TINY_MODEL, TINY_TRAIN, write_shard
 
     torch.manual_seed(3)
@@ -191,7 +191,7 @@ def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):
     never a whole dataset (peak memory follows the chunk, not the shards)."""
     import h5py
 
-    from pipeline.evaluate import iter_signals, load_split
+    from pipeline.evaluation.evaluate import iter_signals, load_split
     from tests.helpers import write_shard
 
     paths = []

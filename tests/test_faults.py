@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.download import download_batch
+from pipeline.data.download import download_batch
+from pipeline.data.resample import resample_batch
+from pipeline.data.windows import windows_batch
 from pipeline.errors import TransientError
-from pipeline.resample import resample_batch
-from pipeline.windows import windows_batch
 
 
 def demo_params(seed=0, duration_s=150.0):
@@ -46,7 +46,7 @@ def resample_params():
 
 def test_a_full_disk_at_resampling_fails_the_job_and_records_nothing(tmp_path, monkeypatch):
     status = download_batch(ROWS, demo_params(), tmp_path / "cases", tmp_path / "d.json")
-    import pipeline.resample as rs
+    import pipeline.data.resample as rs
 
     real = rs.write_resampled
 
@@ -88,7 +88,7 @@ def test_a_corrupt_resampled_file_is_that_cases_failure(tmp_path, config):
 
 
 def test_a_killed_downloads_temporary_file_is_gone_after_the_next_run(tmp_path):
-    from pipeline.sources import get_source
+    from pipeline.data.sources import get_source
 
     dest = get_source(demo_params()).case_file(tmp_path / "cases", 1)
     dest.parent.mkdir(parents=True)

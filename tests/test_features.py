@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from pipeline.channels import CHANNELS
-from pipeline.features import (BANDS_HZ, PPG_LOWPASS_HZ, RAW_FEATURES, RPEAK_BAND_HZ, SPECTRAL_HR_HZ,
-                               highest_frequency_hz, raw_features)
+from pipeline.evaluation.features import (
+    BANDS_HZ,
+    PPG_LOWPASS_HZ,
+    RAW_FEATURES,
+    RPEAK_BAND_HZ,
+    SPECTRAL_HR_HZ,
+    highest_frequency_hz,
+    raw_features,
+)
 
 FS = 125.0
 LENGTH = 1024
@@ -100,7 +107,7 @@ def test_each_heart_rate_comes_from_its_own_channel():
 
 def test_rpeak_heart_rate_holds_with_noise():
     """With noise, over 55-130 bpm. (It used to be compared with a second copy of the same R-peak
-    code in pipeline.tasks, described as the heart-rate label, which it is not: the label is the
+    code in pipeline.evaluation.tasks, described as the heart-rate label, which it is not: the label is the
     windows stage's autocorrelation rate.)"""
     rates = np.repeat([55.0, 85.0, 130.0], 3)
     x = np.concatenate([windows(7, 3, hr_bpm=hr, delay_ms=200, amplitude=1.0, noise=0.05) for hr in (55, 85, 130)])

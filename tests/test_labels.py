@@ -1,10 +1,10 @@
-"""The labellers (pipeline/labels.py) against hand-made MAP series."""
+"""The labellers (pipeline/data/labels.py) against hand-made MAP series."""
 
 import csv
 
 import numpy as np
 
-from pipeline.labels import COLUMNS, hypotension_ahead, hypotension_events, label_case, read_labels, valid, window_medians
+from pipeline.data.labels import COLUMNS, hypotension_ahead, hypotension_events, label_case, read_labels, valid, window_medians
 from tests.helpers import write_shard
 
 THR, MIN_S, GAP = 65.0, 60.0, 10.0
@@ -92,8 +92,8 @@ def test_label_case_without_tracks_is_all_empty_and_with_tracks_complete():
 
 
 def test_labels_batch_writes_every_window_of_the_batch(tmp_path, monkeypatch):
-    from pipeline.labels import labels_batch
-    from pipeline.sources import Source
+    from pipeline.data.labels import labels_batch
+    from pipeline.data.sources import Source
 
     class Numerics(Source):
         name = "fake"
@@ -104,7 +104,7 @@ def test_labels_batch_writes_every_window_of_the_batch(tmp_path, monkeypatch):
 
     sig = np.zeros((30, 2, 1024), np.float32)
     paths = [write_shard(tmp_path / "a.h5", sig, caseid=1), write_shard(tmp_path / "b.h5", sig[:5], caseid=2)]
-    monkeypatch.setattr("pipeline.sources.get_source", lambda params: Numerics({}))
+    monkeypatch.setattr("pipeline.data.labels.get_source", lambda params: Numerics({}))
     counts = labels_batch({"1": {"status": "ok", "path": str(tmp_path / "1.x")}, "2": {"status": "ok", "path": str(tmp_path / "2.x")}},
                           paths, {"labels": CFG, "window": {"length": 1024}, "signals": {"target_fs": 125}}, tmp_path / "l.tsv")
     assert counts["windows"] == 35 and counts["no_label_tracks"] == 1

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from pipeline.config import ConfigError, validate_config
-from pipeline.losses import MultiResolutionSTFTLoss, masked_mse
-from pipeline.masking import mixed_mask, num_masked, patch_mask
-from pipeline import backbones
-from pipeline.backbones import GeometryError, PretrainedLoadError
-from pipeline.model import SSLModel
-from pipeline.preprocess import normalize
+from pipeline.evaluation.checks import ALL_CHECKS
+from pipeline.model import backbones
+from pipeline.model.backbones import GeometryError, PretrainedLoadError
+from pipeline.model.encoder import SSLModel
+from pipeline.model.losses import MultiResolutionSTFTLoss, masked_mse
+from pipeline.model.masking import mixed_mask, num_masked, patch_mask
+from pipeline.model.preprocess import normalize
 from tests.helpers import TINY_MODEL
 
 
@@ -45,7 +46,7 @@ def test_invalid_geometry_fails_at_config_load(config, edit, key):
     for section, values in edit.items():
         config[section] = {**config[section], **values}
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        validate_config(config)
+        validate_config(config, ALL_CHECKS)
 
 
 def test_checkpoint_config_mismatch_names_both_values():

@@ -1,4 +1,4 @@
-"""The filter run while a case is read (pipeline/polyphase.py, `resample.Streamer`, the reader's
+"""The filter run while a case is read (pipeline/data/polyphase.py, `resample.Streamer`, the reader's
 inflating thread) gives what filtering the whole array gives (issue 9, point 0's speed target)."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import pytest
 import vitaldb
 from scipy.signal import resample_poly
 
-from pipeline import polyphase
+from pipeline.data import polyphase
+from pipeline.data.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
+from pipeline.data.resample import Streamer, resample_case
+from pipeline.data.sources import _vitalfile, get_source
+from pipeline.data.sources._vital import place_wave
+from pipeline.data.sources.demo import write_vital
 from pipeline.errors import CaseError
-from pipeline.polyphase import Polyphase, StreamedTrack, bridge, nan_runs
-from pipeline.resample import Streamer, resample_case
-from pipeline.sources import _vitalfile, get_source
-from pipeline.sources._vital import place_wave
-from pipeline.sources.demo import write_vital
 
 FS, OUT = 500, 125
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"

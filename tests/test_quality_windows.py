@@ -2,10 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.sources.demo import synth_signals
-from pipeline.quality import RULES, first_failing, heart_rate_bpm, rule_masks
-from pipeline.resample import resample_track, write_resampled
-from pipeline.windows import build_manifest, cut, window_case, windows_batch
+from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
+from pipeline.data.resample import resample_track, write_resampled
+from pipeline.data.sources.demo import synth_signals
+from pipeline.data.windows import build_manifest, cut, window_case, windows_batch
 
 FS = 125
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import vitaldb
 
-from pipeline.sources.demo import write_vital
+from pipeline.data.resample import resample_case, resample_track, saturation_runs
+from pipeline.data.sources.demo import write_vital
 from pipeline.errors import CaseError
-from pipeline.resample import resample_case, resample_track, saturation_runs
 
 FS, OUT = 500, 125
 SIG = {"source": "local", "local": {"tracks": {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}},

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.dataset import ShardBatches, make_loader
-from pipeline.embedding import pool
-from pipeline.export import embed, export_encoder, load_trained
-from pipeline.masking import mixed_mask, num_masked, patch_mask
-from pipeline.model import SSLModel
-from pipeline.preprocess import normalize
-from pipeline.train import Objective, Trainer, pretrain
-from pipeline.windows import build_manifest
+from pipeline.data.windows import build_manifest
+from pipeline.model.dataset import ShardBatches, make_loader
+from pipeline.model.embedding import pool
+from pipeline.model.encoder import SSLModel
+from pipeline.model.export import embed, export_encoder, load_trained
+from pipeline.model.masking import mixed_mask, num_masked, patch_mask
+from pipeline.model.preprocess import normalize
+from pipeline.model.train import Objective, Trainer, pretrain
 from tests.helpers import TINY_MODEL, TINY_TRAIN, tiny_shards, windows, write_shard
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -200,10 +200,11 @@ def test_two_process_ddp_on_cpu_writes_one_checkpoint(tmp_path):
     manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "pipeline", "pretrain", "--params", params, "--manifest", str(manifest),
-           "--train-shards", *train, "--val-shards", *val, "--outdir", str(tmp_path / "out")]
+           "--train-shards", *train, "--val-shards", *val, "--outdir", str(tmp_path / "out"), "--threads", "4"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("cores: 2 threads given") == 2  # the rule's 4 threads, one half per process
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["step"] == 2 * 4  # 128 windows / (2 ranks x 16)
     assert sorted(p.name for p in (tmp_path / "out" / "state").iterdir()) == ["best.pt", "best_example.pt", "last.pt"]
@@ -270,7 +271,7 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
     code = (  # the backbone alone, with granite-tsfm's own class
         "import numpy as np, torch, sys\n"
         "from tsfm_public.models.tinytimemixer import TinyTimeMixerModel\n"
-        "from pipeline.preprocess import normalize\n"
+        "from pipeline.model.preprocess import normalize\n"
         f"m = TinyTimeMixerModel.from_pretrained({str(out)!r}).eval()\n"
         f"x = torch.from_numpy(normalize(np.load({str(tmp_path / 'x.npy')!r}))).transpose(1, 2)\n"
         "with torch.no_grad(): h = m(past_values=x).last_hidden_state.mean(dim=2).numpy()\n"
@@ -318,7 +319,7 @@ def test_sigkill_mid_run_then_rerun_gives_identical_weights(tmp_path):
 def test_a_pickle_that_runs_code_is_refused_and_never_executed(tmp_path):
     """Every torch.load is weights_only: a state file crafted to create a file when unpickled fails
     with a clear error, and the file is not created."""
-    from pipeline.checkpoint import UnsafeCheckpointError
+    from pipeline.model.checkpoint import UnsafeCheckpointError
 
     train, val = tiny_shards(tmp_path / "data")
     marker = tmp_path / "pwned"

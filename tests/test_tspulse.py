@@ -1,4 +1,4 @@
-"""The TSPulse backbone (pipeline/backbones/tspulse.py): token layout, one normalization and one
+"""The TSPulse backbone (pipeline/model/backbones/tspulse.py): token layout, one normalization and one
 masking, export round trip, checkpoint loading, config rules, and that it learns."""
 
 import copy
@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
-from pipeline import backbones
-from pipeline.backbones import GeometryError, PretrainedLoadError, tspulse
 from pipeline.config import ConfigError, load_config, validate_config
-from pipeline.losses import masked_mse
-from pipeline.masking import patch_mask
-from pipeline.model import SSLModel
-from pipeline.preprocess import normalize
+from pipeline.evaluation.checks import ALL_CHECKS
+from pipeline.model import backbones
+from pipeline.model.backbones import GeometryError, PretrainedLoadError, tspulse
+from pipeline.model.encoder import SSLModel
+from pipeline.model.losses import masked_mse
+from pipeline.model.masking import patch_mask
+from pipeline.model.preprocess import normalize
 from tests.conftest import REPO
 
 DEMO = REPO / "config" / "tspulse-demo.yaml"
@@ -166,7 +167,7 @@ def test_checkpoint_lacking_an_encoder_weight_is_never_random(tmp_path):
 
 
 def test_demo_config_validates_and_tspulse_keys_are_checked():
-    config = load_config(DEMO)
+    config = load_config(DEMO, ALL_CHECKS)
     assert config["model"]["backbone"] == "tspulse"
     model = SSLModel(config["model"])
     assert model.backbone.num_patches == config["window"]["length"] // config["model"]["patch_length"]
@@ -176,7 +177,7 @@ def test_demo_config_validates_and_tspulse_keys_are_checked():
         bad = copy.deepcopy(config)
         bad["model"]["tspulse"] = edit
         with pytest.raises(ConfigError, match=key):
-            validate_config(bad)
+            validate_config(bad, ALL_CHECKS)
     with pytest.raises(ConfigError, match=r"model\.patch_length"):
         tspulse.check_config(dict(config["model"], context_length=960, patch_length=64))  # 15 patches
     with pytest.raises(ConfigError, match=r"model\.context_length"):

@@ -18,10 +18,10 @@ import pytest
 import vitaldb
 import wfdb
 
+from pipeline.data.resample import resample_case, resample_track
+from pipeline.data.sources import get_source
+from pipeline.data.sources.demo import write_vital
 from pipeline.errors import CaseError
-from pipeline.resample import resample_case, resample_track
-from pipeline.sources import get_source
-from pipeline.sources.demo import write_vital
 
 FS, OUT = 500, 125
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
@@ -316,7 +316,7 @@ def test_record_with_a_zeroed_timestamp_is_left_out_with_a_warning(tmp_path, cap
         vf.add_track(name, recs, srate=FS)
     path = tmp_path / "zeroed.vital"
     assert vf.to_vital(str(path), packed=False)
-    with caplog.at_level(logging.WARNING, logger="pipeline.sources._vital"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.data.sources._vital"):
         ours = assert_same_as_vitaldb(path)
     np.testing.assert_array_equal(ours[0].values, x)
     assert "1 of 11 records lie outside the recording" in caplog.text

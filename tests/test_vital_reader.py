@@ -1,4 +1,4 @@
-"""Our streaming `.vital` reader (pipeline/sources/_vitalfile.py) against vitaldb's parser, and what
+"""Our streaming `.vital` reader (pipeline/data/sources/_vitalfile.py) against vitaldb's parser, and what
 it does that vitaldb's does not: bounded memory on any input (issue 9, point 3), a cut stream is an
 error, a packed integer track's gap value is no data."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import vitaldb
 
+from pipeline.data.sources import get_source
+from pipeline.data.sources._vitalfile import ReadAgain, read_vital
 from pipeline.errors import CaseError
-from pipeline.sources import get_source
-from pipeline.sources._vitalfile import ReadAgain, read_vital
 
 FS = 100
 PPG, ECG, ART, MBP, EVENT = "SNUADC/PLETH", "SNUADC/ECG_II", "SNUADC/ART", "Solar8000/ART_MBP", "EVENT"
@@ -206,11 +206,11 @@ def test_memory_of_reading_and_resampling_an_hour_with_gaps(tmp_path):
     writes each record into its track's array as it is read (2 D and the stream's buffers; keeping
     the records and then placing them held 3 D). Resampling bridges gaps in place; before, a track
     with a gap took 7 D of scratch (np.interp's index arrays over the whole track, copies): 9 D in
-    all. Filtering while reading (pipeline/polyphase.py) holds both tracks' outputs (D/4 each) from
+    all. Filtering while reading (pipeline/data/polyphase.py) holds both tracks' outputs (D/4 each) from
     the start: measured 2.54 D to read and 3.32 D to read and resample (3.01 D filtering after
     reading). Running the two tracks' last steps at once measured 3.5 to 4.0 D: not done."""
-    from pipeline.resample import resample_case
-    from pipeline.sources.demo import write_vital
+    from pipeline.data.resample import resample_case
+    from pipeline.data.sources.demo import write_vital
 
     n = 3600 * 500
     dense = n * 4
@@ -249,7 +249,7 @@ def test_records_off_the_header_clock_are_read_again_and_placed_as_vitaldb(tmp_p
         vf.add_track(name, recs, srate=FS)
     path = tmp_path / "early.vital"
     assert vf.to_vital(str(path), packed=False)
-    with caplog.at_level(logging.INFO, logger="pipeline.sources._vital"):
+    with caplog.at_level(logging.INFO, logger="pipeline.data.sources._vital"):
         tracks = get_source(PARAMS).read_tracks(path, 24 * 3600.0)
     assert "starts before the header's dtstart; reading it again" in caplog.text
     theirs = vitaldb.VitalFile(str(path), [PPG, ECG])
@@ -268,7 +268,7 @@ def test_a_second_header_of_a_track_keeps_its_records_in_every_mode(tmp_path, wh
     another gain: the last header's settings for every sample (place mode reads the file again)."""
     import struct
 
-    from pipeline.sources._vital import place_wave
+    from pipeline.data.sources._vital import place_wave
 
     vf = vitaldb.VitalFile()
     vf.dgmt, vf.dtstart, vf.dtend = 0, DT0, DT0 + 20

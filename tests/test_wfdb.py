@@ -11,13 +11,13 @@ import pytest
 import wfdb
 import yaml
 
-from pipeline.cases import build_case_table
-from pipeline.download import download_batch
+from pipeline.data.cases import build_case_table
+from pipeline.data.download import download_batch
+from pipeline.data.resample import read_resampled, resample_batch
+from pipeline.data.sources import get_source
+from pipeline.data.sources.demo import synth_signals
+from pipeline.data.windows import build_manifest, windows_batch
 from pipeline.errors import CaseError
-from pipeline.resample import read_resampled, resample_batch
-from pipeline.sources import get_source
-from pipeline.sources.demo import synth_signals
-from pipeline.windows import build_manifest, windows_batch
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKS = {"ppg": "PLETH", "ecg": "II"}

@@ -196,9 +196,9 @@ def test_snakefmt_check_passes():
 
 
 def test_config_readme_documents_every_key():
-    from pipeline.configdocs import render
+    from pipeline.config import render_docs
 
-    assert (REPO / "config" / "README.md").read_text() == render(), "run: python -m pipeline.configdocs > config/README.md"
+    assert (REPO / "config" / "README.md").read_text() == render_docs(), "run: python -m pipeline config-docs > config/README.md"
 
 
 def test_wfdb_source_through_the_workflow(tmp_path):
@@ -259,7 +259,7 @@ def test_a_transient_download_fault_fails_the_job_and_a_rerun_completes_the_mani
     the server recovers; the rerun fetches that case only, and the manifest has it."""
     import numpy as np
 
-    from pipeline.sources.demo import synth_signals, write_vital
+    from pipeline.data.sources.demo import synth_signals, write_vital
     from tests.httpserver import FaultyServer
 
     files = {}

@@ -3,10 +3,10 @@ import re
 import shlex
 from pathlib import Path
 
-from pipeline import backbones
-from pipeline.ablations import run_config
-from pipeline.cases import batches as table_batches
-from pipeline.sources import source_class
+from pipeline.model import backbones
+from pipeline.evaluation.ablations import run_config
+from pipeline.data.cases import batches as table_batches
+from pipeline.data.sources import source_class
 
 
 def section(*keys):
@@ -39,7 +39,7 @@ def tracks_params(*extra):
     return json.dumps({**parts, **{k: config[k] for k in extra}}, sort_keys=True)
 
 
-# the full config of every ablation run (pipeline/ablations.py), built once
+# the full config of every ablation run (pipeline/evaluation/ablations.py), built once
 RUN_CONFIGS = {
     (v, s): run_config(config, v, s)
     for v in config["ablations"]["variants"]

@@ -3,7 +3,7 @@
 # Labels and the evaluation of the exported encoder (shown in `snakemake --report`).
 
 
-# Per-window labels from the numeric tracks of the files already downloaded (pipeline/labels.py).
+# Per-window labels from the numeric tracks of the files already downloaded (pipeline/data/labels.py).
 # Its params hold the labels section: editing it reruns labels and the evaluations, nothing upstream.
 rule labels:
     input:
@@ -71,4 +71,4 @@ rule evaluate:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
         " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
         " --labels {input.labels:q}"
-        ' --outdir "$(dirname {output.metrics:q})" {params.pretrained} 2> {log:q}'
+        ' --outdir "$(dirname {output.metrics:q})" --threads {threads} {params.pretrained} 2> {log:q}'

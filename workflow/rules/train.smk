@@ -42,6 +42,8 @@ rule pretrain:
         "logs/pretrain.log",
     benchmark:
         "logs/benchmarks/pretrain.tsv"
+    # the job splits these between torch's threads and loader workers, capped by the cores it may
+    # use (pipeline/model/cores.py); under torchrun each process takes its part
     threads: 4
     resources:
         gpu=1,
@@ -54,7 +56,7 @@ rule pretrain:
         " launch='python -m torch.distributed.run --standalone --nproc_per_node {resources.gpu}'; fi;"
         " $launch -m pipeline pretrain --params {params.cfg:q} --manifest {input.manifest:q}"
         ' --train-shards {input.train:q} --val-shards {input.val:q} --outdir "$(dirname {output.model:q})"'
-        " --workers $(( {threads} > 1 ? {threads} - 1 : 0 )) {params.pretrained} 2> {log:q}"
+        " --threads {threads} {params.pretrained} 2> {log:q}"
 
 
 rule export:

@@ -1,0 +1,184 @@
+"""Per-window clinical labels from the numeric tracks of the case files (docs/design.md, "Labels").
+
+The `labels` rule runs this per batch on the files the downloads already fetched; it reads no
+signal, only the numerics named by `labels.tracks` (VitalDB: the Solar8000 monitor's arterial-line
+pressures, about one value every 2 s) and the windows' `(caseid, start_s)` from the batch's shards.
+
+Definitions (the report repeats them):
+- Valid sample: a value inside `labels.valid_mmHg.<kind>`; others (flushes, zeroing, clamps) are
+  dropped before anything else.
+- Blood pressure of a window [start_s, start_s + window): the median of its valid samples; empty
+  when it has none.
+- Coverage: MAP data cover a span when valid samples reach both its ends within `labels.max_gap_s`
+  and no two consecutive valid samples inside it are more than `labels.max_gap_s` apart.
+- Hypotensive event: a run of consecutive valid MAP samples below `labels.hypotension_mmHg` (no gap
+  over `max_gap_s` inside it) lasting at least `labels.hypotension_min_s`. The run lasts from its
+  first sample to the first sample at or above the threshold after it; a run cut by a gap or by the
+  end of the data lasts to its last sample. The event starts at the run's first sample.
+- Hypotension ahead, horizon h, for a window ending at t: undefined if no valid MAP sample lies in
+  [t - max_gap_s, t] or the latest one is below the threshold (already hypotensive); else positive
+  if an event starts in (t, t + h]; else negative if MAP data cover [t, t + h]; else undefined.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data.sources import get_source
+from pipeline.errors import CaseError
+from pipeline.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+HORIZONS_MIN = (5, 10, 15)
+PRESSURES = ("map", "sbp", "dbp")
+COLUMNS = ["caseid", "start_s", *(f"{p}_mmHg" for p in PRESSURES), *(f"hypotension_{h}min" for h in HORIZONS_MIN)]
+
+
+def valid(times: np.ndarray, values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Samples with a finite value inside [lo, hi], sorted by time."""
+    t, v = np.asarray(times, np.float64), np.asarray(values, np.float64)
+    keep = np.isfinite(t) & np.isfinite(v) & (v >= lo) & (v <= hi)
+    order = np.argsort(t[keep], kind="stable")
+    return t[keep][order], v[keep][order]
+
+
+def window_medians(t: np.ndarray, v: np.ndarray, starts: np.ndarray, length_s: float) -> np.ndarray:
+    """Median of the samples in [start, start + length_s) per window; NaN where there are none."""
+    lo = np.searchsorted(t, starts, side="left")
+    hi = np.searchsorted(t, np.asarray(starts) + length_s, side="left")
+    return np.array([np.median(v[a:b]) if b > a else np.nan for a, b in zip(lo, hi)])
+
+
+def hypotension_events(t: np.ndarray, v: np.ndarray, threshold: float, min_s: float, max_gap_s: float) -> np.ndarray:
+    """Start times of the hypotensive events of a valid MAP series (module docstring)."""
+    below = v < threshold
+    starts = []
+    i, n = 0, len(t)
+    while i < n:
+        if not below[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and below[j + 1] and t[j + 1] - t[j] <= max_gap_s:
+            j += 1
+        recovered = j + 1 < n and t[j + 1] - t[j] <= max_gap_s  # the next sample is at or above, no gap
+        end = t[j + 1] if recovered else t[j]
+        if end - t[i] >= min_s:
+            starts.append(t[i])
+        i = j + 1
+    return np.asarray(starts, dtype=np.float64)
+
+
+def hypotension_ahead(t: np.ndarray, v: np.ndarray, ends: np.ndarray, horizon_s: float, threshold: float,
+                      min_s: float, max_gap_s: float) -> np.ndarray:
+    """1 / 0 / NaN (undefined) per window end time (module docstring)."""
+    ends = np.asarray(ends, dtype=np.float64)
+    out = np.full(len(ends), np.nan)
+    if len(t) == 0:
+        return out
+    events = hypotension_events(t, v, threshold, min_s, max_gap_s)
+    gaps = np.concatenate([[0], np.cumsum(np.diff(t) > max_gap_s)])  # gaps[k] = gaps before sample k
+    a = np.searchsorted(t, ends, side="right") - 1  # latest sample at or before t
+    b = np.searchsorted(t, ends + horizon_s, side="right") - 1  # latest sample at or before t + h
+    a_ok = a >= 0
+    a_c = np.clip(a, 0, len(t) - 1)
+    now_ok = a_ok & (ends - t[a_c] <= max_gap_s) & (v[a_c] >= threshold)
+    first = np.searchsorted(events, ends, side="right")
+    last = np.searchsorted(events, ends + horizon_s, side="right")
+    positive = last > first
+    b_c = np.clip(b, 0, len(t) - 1)
+    covered = a_ok & (ends + horizon_s - t[b_c] <= max_gap_s) & (gaps[b_c] == gaps[a_c])
+    out[now_ok & covered] = 0.0
+    out[now_ok & positive] = 1.0
+    return out
+
+
+def label_case(numerics: dict, starts: np.ndarray, window_s: float, cfg: dict) -> dict[str, np.ndarray]:
+    """Label columns for the windows of one case starting at `starts`; `numerics` = {track name:
+    (times_s, values)} on the windows' clock (Source.read_numerics)."""
+    starts = np.asarray(starts, dtype=np.float64)
+    out = {}
+    series = {}
+    for p in PRESSURES:
+        name = cfg["tracks"][p]
+        lo, hi = cfg["valid_mmHg"][p]
+        series[p] = valid(*numerics[name], lo, hi) if name in numerics else (np.empty(0), np.empty(0))
+        out[f"{p}_mmHg"] = window_medians(*series[p], starts, window_s)
+    t, v = series["map"]
+    for h in HORIZONS_MIN:
+        out[f"hypotension_{h}min"] = hypotension_ahead(t, v, starts + window_s, 60.0 * h, cfg["hypotension_mmHg"],
+                                                       cfg["hypotension_min_s"], cfg["max_gap_s"])
+    return out
+
+
+def shard_windows(paths: list[str | Path]) -> dict[int, np.ndarray]:
+    """{caseid: sorted start_s} of every window in the shards."""
+    ids, starts = [], []
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            ids.append(f["caseid"][:])
+            starts.append(f["start_s"][:])
+    ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+    starts = np.concatenate(starts) if starts else np.empty(0)
+    return {int(c): np.sort(starts[ids == c]) for c in np.unique(ids)}
+
+
+def _cell(x: float) -> str:
+    return "" if not np.isfinite(x) else (f"{x:.0f}" if x in (0.0, 1.0) else f"{x:.2f}")
+
+
+def labels_batch(download_status: dict, shard_paths: list[str | Path], params: dict, out_path: str | Path) -> dict:
+    """Label every window of one batch's shards; write `COLUMNS` as TSV (empty cell = undefined).
+    A case whose file cannot be read, or that lacks the label tracks, gets empty cells (logged)."""
+    source = get_source(params)
+    cfg = params["labels"]
+    window_s = params["window"]["length"] / params["signals"]["target_fs"]
+    names = [cfg["tracks"][p] for p in PRESSURES]
+    windows = shard_windows(shard_paths)
+    counts = {"cases": len(windows), "windows": 0, "no_label_tracks": 0, "unreadable": 0}
+    rows = []
+    for caseid, starts in tqdm(sorted(windows.items()), desc="labels", unit="case", mininterval=5):
+        entry = download_status.get(str(caseid), {})
+        numerics = {}
+        try:
+            numerics = source.read_numerics(Path(entry["path"]), names)
+        except (CaseError, KeyError, OSError) as e:
+            counts["unreadable"] += 1
+            log.warning("case %d: labels left empty, its file cannot be read: %s", caseid, e)
+        else:
+            counts["no_label_tracks"] += not numerics
+        cols = label_case(numerics, starts, window_s, cfg)
+        for i, s in enumerate(starts):
+            rows.append([str(caseid), f"{s:.3f}", *(_cell(cols[c][i]) for c in COLUMNS[2:])])
+        counts["windows"] += len(starts)
+    with atomic_path(out_path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(COLUMNS)
+        w.writerows(rows)
+    log.info("labels: %s -> %s", counts, out_path)
+    return counts
+
+
+def window_key(caseid, start_s) -> tuple[int, int]:
+    """The key of a window in the label table: (caseid, start in whole ms)."""
+    return int(caseid), int(round(float(start_s) * 1000))
+
+
+def read_labels(paths: list[str | Path], keys: set | None = None) -> dict[tuple[int, int], dict[str, float]]:
+    """{(caseid, start in ms): {column: value or NaN}} from label TSVs; only the rows whose key is in
+    `keys` when given (memory then follows the windows asked for, not the dataset)."""
+    out = {}
+    for p in paths:
+        with open(p, newline="") as f:
+            for r in csv.DictReader(f, delimiter="\t"):
+                key = window_key(r["caseid"], r["start_s"])
+                if keys is None or key in keys:
+                    out[key] = {c: float(r[c]) if r[c] != "" else np.nan for c in COLUMNS[2:]}
+    return out

@@ -1,0 +1,133 @@
+"""Cut resampled cases into fixed-length two-channel windows, apply the quality rules, and write
+HDF5 shards per split, plus per-case statistics for the manifest.
+
+Shard contract (docs/design.md, "Shards"): `signals` float32 [N, 2, L] (channel 0 PPG, 1 ECG), `caseid`,
+`subjectid`, `start_s` (seconds from the case's start), `hr_bpm` (ECG heart rate of the window);
+attrs fs, window, channels, tracks, pipeline version, config digest; chunked (chunk, 2, L).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+
+import h5py
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from tqdm import tqdm
+
+from pipeline import __version__
+from pipeline.channels import CHANNELS
+from pipeline.config import SPLITS
+from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
+from pipeline.data.resample import read_resampled
+from pipeline.io import atomic_path, digest, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+
+def cut(x: np.ndarray, length: int, stride: int) -> np.ndarray:
+    """Windows [n, C, length] of a [C, T] array (a view); n = (T - length) // stride + 1."""
+    if x.shape[-1] < length:
+        return np.empty((0, x.shape[0], length), dtype=x.dtype)
+    return sliding_window_view(x, length, axis=-1)[:, ::stride].transpose(1, 0, 2)
+
+
+def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cfg: dict, quality_cfg: dict):
+    """Windows of one case that pass every rule, with their start times, heart rates and stats."""
+    L, stride = window_cfg["length"], window_cfg["stride"]
+    win = cut(signals, L, stride)
+    sat = cut(saturated, L, stride)
+    n = win.shape[0]
+    stats = {"cut": n, "kept": 0, "rejected": {r: 0 for r in RULES}, "failed": {r: 0 for r in RULES}}
+    if n == 0:
+        return np.empty((0, 2, L), np.float32), np.empty(0), np.empty(0, np.float32), stats
+    hr = heart_rate_bpm(win[:, 1], fs)
+    masks = rule_masks(win, sat, fs, quality_cfg, hr=hr)
+    keep, attributed = first_failing(masks)
+    stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
+    starts = np.flatnonzero(keep) * stride / fs
+    return np.ascontiguousarray(win[keep], dtype=np.float32), starts, hr[keep].astype(np.float32), stats
+
+
+def _create_shard(f: h5py.File, L: int, chunk: int, attrs: dict) -> None:
+    f.create_dataset("signals", shape=(0, 2, L), maxshape=(None, 2, L), dtype="float32", chunks=(chunk, 2, L))
+    for name, dt in (("caseid", "int32"), ("subjectid", "int64"), ("start_s", "float64"), ("hr_bpm", "float32")):
+        f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(max(chunk, 1024),))
+    for k, v in attrs.items():
+        f.attrs[k] = v
+
+
+def _append(f: h5py.File, data: dict) -> None:
+    n0 = f["signals"].shape[0]
+    k = len(data["signals"])
+    for name, arr in data.items():
+        f[name].resize(n0 + k, axis=0)
+        f[name][n0 : n0 + k] = arr
+
+
+def shard_attrs(params: dict, split: str, batch: int) -> dict:
+    sig = params["signals"]
+    return {
+        "fs": sig["target_fs"], "window": params["window"]["length"], "stride": params["window"]["stride"],
+        "channels": list(CHANNELS), "tracks": list(params["tracks"]),
+        "pipeline_version": __version__, "config_digest": digest(params), "split": split, "batch": batch,
+    }
+
+
+def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_paths: dict, stats_path: str | Path, batch: int) -> dict:
+    """Window every resampled case of `rows`; append kept windows to the shard of the case's split."""
+    L = params["window"]["length"]
+    fs = params["signals"]["target_fs"]
+    chunk = params["window"]["chunk"]
+    stats = {}
+    with ExitStack() as stack:
+        files = {}
+        for split in SPLITS:
+            tmp = stack.enter_context(atomic_path(shard_paths[split]))
+            files[split] = stack.enter_context(h5py.File(tmp, "w"))
+            _create_shard(files[split], L, chunk, shard_attrs(params, split, batch))
+        for row in tqdm(rows, desc="windows", unit="case", mininterval=2):
+            caseid = str(row["caseid"])
+            st = resample_status.get(caseid, {"status": "failed", "stage": "resample", "reason": "no resample status"})
+            entry = {"subjectid": row["subjectid"], "split": row["split"]}
+            if st["status"] != "ok":
+                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"{st['stage']}: {st['reason']}"}
+                continue
+            try:
+                signals, saturated, _ = read_resampled(st["path"])
+            except (OSError, KeyError) as e:  # a corrupt per-case file is that case's failure, not the batch's
+                log.warning("case %s skipped at windows: unreadable resampled file %s (%s)", caseid, st["path"], e)
+                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"windows: unreadable resampled file ({e})"}
+                continue
+            win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"])
+            entry.update(s)
+            if s["cut"] == 0:
+                entry["skip_reason"] = f"shorter than one window ({signals.shape[1]} < {L} samples)"
+            elif s["kept"] == 0:
+                entry["skip_reason"] = "every window rejected by the quality rules"
+            else:
+                _append(files[row["split"]], {
+                    "signals": win, "caseid": np.full(len(win), int(caseid), np.int32),
+                    "subjectid": np.full(len(win), int(float(row["subjectid"])), np.int64),
+                    "start_s": starts, "hr_bpm": hr,
+                })
+            stats[caseid] = entry
+    write_json(stats_path, stats)
+    return stats
+
+
+def build_manifest(batch_stats_paths: list[str | Path], out_path: str | Path, params: dict) -> dict:
+    """Merge per-batch window statistics into `manifest.json` with totals."""
+    cases = {}
+    for p in batch_stats_paths:
+        cases.update(read_json(p))
+    totals = {"cases": len(cases), "cases_used": sum(1 for c in cases.values() if c.get("kept", 0) > 0),
+              "cut": sum(c.get("cut", 0) for c in cases.values()), "kept": sum(c.get("kept", 0) for c in cases.values()),
+              "rejected": {r: sum(c.get("rejected", {}).get(r, 0) for c in cases.values()) for r in RULES},
+              "kept_per_split": {s: sum(c.get("kept", 0) for c in cases.values() if c["split"] == s) for s in SPLITS}}
+    manifest = {"pipeline_version": __version__, "config_digest": digest(params), "totals": totals,
+                "cases": dict(sorted(cases.items(), key=lambda kv: int(kv[0])))}
+    write_json(out_path, manifest)
+    return manifest

@@ -1,0 +1,130 @@
+"""Ablations as a workflow feature (docs/design.md, "Ablations").
+
+The config's `ablations` section names variants, each a set of overrides of `model` and `train`,
+and seeds. Every (variant, seed) is one run, pretrained, exported and evaluated under
+`results/ablations/<variant>/seed<seed>/` from the same shards as the main run. `run_config`
+derives a run's config; `check_ablations` validates every variant's merged config when the
+workflow loads; `write_summary` gathers the runs into `summary.tsv` and a plot.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import Checks, validate_config
+from pipeline.errors import ConfigError
+from pipeline.evaluation.tasks import TASKS
+from pipeline.io import read_json, write_text
+from pipeline.plots import panel_grid, save_figure
+
+SECTIONS = ("model", "train")  # what a variant may override
+RUN_DIR = re.compile(r"(?:^|/)ablations/(?P<variant>[^/]+)/seed(?P<seed>\d+)/?$")
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied: nested mappings merge key by key; other values replace."""
+    out = copy.deepcopy(base)
+    for k, v in overrides.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def run_config(config: dict, variant: str, seed: int) -> dict:
+    """The full config of one ablation run: the main config with the variant's overrides and
+    train.seed = seed; it has no ablations of its own, and its evaluation probes the frozen encoders
+    only (evaluate.finetune_epochs = 0: the summary reads the SSL encoder's metrics; fine-tuning and
+    the supervised baseline belong to the main evaluation)."""
+    variants = config["ablations"]["variants"]
+    if variant not in variants:
+        raise ConfigError(f"ablations.variants: no variant {variant!r} (have {sorted(variants)})")
+    cfg = copy.deepcopy(config)
+    cfg["ablations"] = {}
+    for section in SECTIONS:
+        cfg[section] = merge(config[section], variants[variant].get(section, {}))
+    cfg["train"]["seed"] = int(seed)
+    cfg["evaluate"] = dict(cfg["evaluate"], finetune_epochs=0)
+    return cfg
+
+
+def check_ablations(config: dict, checks: Checks) -> None:
+    """Every variant's merged config passes the schema and `checks` (every stage's cross-key rules:
+    `pipeline.evaluation.checks.STAGE_CHECKS`), so a bad override fails when the workflow loads,
+    naming the variant."""
+    for name in config["ablations"]["variants"]:
+        try:
+            validate_config(run_config(config, name, config["ablations"]["seeds"][0]), checks)
+        except ConfigError as e:
+            raise ConfigError(f"ablations.variants.{name}: {e}") from e
+
+
+# ----------------------------------------------------------------------------- summary
+def main_metrics(metrics: dict) -> dict[str, float]:
+    """{"<task>_<metric>": value} of the SSL encoder for every task the evaluation scored
+    (the task table's main metric); NaN where the task was skipped."""
+    out = {}
+    for task in TASKS:
+        res = metrics.get("tasks", {}).get(task.name, {}).get("results", {}).get("ssl", {})
+        out[f"{task.name}_{task.metric}"] = float(res.get(task.metric, math.nan))
+    return out
+
+
+def run_row(run_dir: str | Path) -> dict:
+    """One summary row from a run folder results/ablations/<variant>/seed<seed>."""
+    m = RUN_DIR.search(str(run_dir).replace("\\", "/"))
+    if not m:
+        raise ValueError(f"{run_dir}: not an ablation run folder (…/ablations/<variant>/seed<seed>)")
+    run_dir = Path(run_dir)
+    summary = read_json(run_dir / "pretrain" / "summary.json")
+    metrics = read_json(run_dir / "eval" / "metrics.json")
+    row = {"variant": m["variant"], "seed": int(m["seed"]), "best_val_loss": float(summary["best_val"])}
+    for name, rec in metrics["reconstruction"].items():  # evaluate.RECONSTRUCTION_TASKS (metrics.json sorts them)
+        if isinstance(rec, dict):
+            row[f"recon_{name}_mse"] = float(rec["model"])
+    return row | main_metrics(metrics)
+
+
+def to_tsv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), delimiter="\t", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def plot_summary(rows: list[dict], path: str | Path) -> None:
+    """One panel per column: every run as a dot, and mean ± sd per variant (a line, not a bar)."""
+    columns = [k for k in rows[0] if k not in ("variant", "seed") and any(np.isfinite(r[k]) for r in rows)]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig, axes = panel_grid(len(columns), 3.6, 0.45 * len(variants) + 1.2)
+    for ax, col in zip(axes, columns):
+        for i, v in enumerate(variants):
+            vals = np.array([r[col] for r in rows if r["variant"] == v], dtype=float)
+            vals = vals[np.isfinite(vals)]
+            if not len(vals):
+                continue
+            ax.plot(vals, np.full(len(vals), i), "o", color="C7", ms=4, alpha=0.7)
+            sd = vals.std(ddof=1) if len(vals) > 1 else 0.0
+            ax.errorbar(vals.mean(), i, xerr=sd, fmt="D", color="C0", ms=6, capsize=3)
+        ax.set_yticks(range(len(variants)), variants, fontsize=8)
+        ax.set_ylim(-0.7, len(variants) - 0.3)
+        ax.set_title(col.replace("_", " "), fontsize=9)
+        ax.grid(axis="x", lw=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_summary(run_dirs: list[str | Path], tsv: str | Path, png: str | Path) -> list[dict]:
+    rows = sorted((run_row(d) for d in run_dirs), key=lambda r: (r["variant"], r["seed"]))
+    if not rows:
+        raise ValueError("ablation summary: no runs given")
+    write_text(tsv, to_tsv(rows))
+    plot_summary(rows, png)
+    return rows

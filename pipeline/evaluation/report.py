@@ -1,0 +1,163 @@
+"""Figures and the HTML report of the evaluation (`results/eval/`), from its metrics dict.
+
+- probes.png: per task, the paired difference SSL - baseline in the task's main metric with its 95%
+  subject-bootstrap interval (each task on its own axis, so no interval dwarfs another task's);
+- roc.png: ROC curves of the hypotension tasks per feature set;
+- label_efficiency.png: the main metric against the fraction of train subjects the probe saw;
+- probes.html: one table per task (every metric with CI, paired differences with CI), the
+  reconstruction table, the label definitions, and what the numbers do and do not say.
+"""
+
+from __future__ import annotations
+
+import html
+
+from pipeline.plots import panel_grid, pyplot, save_figure
+
+LOWER_IS_BETTER = {"mae"}
+COLORS = {"ssl": "C0", "ssl_finetuned": "C9", "supervised": "C3", "random": "C7", "pretrained": "C2", "raw": "C1"}
+
+
+def _scored(results: dict) -> dict:
+    return {t: r for t, r in results["tasks"].items() if "results" in r}
+
+
+def plot_effects(results: dict, path) -> None:
+    plt = pyplot()
+    tasks = _scored(results)
+    if not tasks:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no task had enough labels", ha="center", va="center")
+        ax.axis("off")
+        save_figure(fig, path)
+        return
+    fig, axes = panel_grid(len(tasks), 3.9, 2.6)
+    for ax, (name, r) in zip(axes, tasks.items()):
+        m = r["metric"]
+        pairs = list(r["paired"].items())
+        for i, (pair, d) in enumerate(pairs):
+            lo, hi = d[f"{m}_ci95"]
+            ax.plot([lo, hi], [i, i], color="C0", lw=2)
+            ax.plot(d[m], i, "o", color="C0")
+        ax.axvline(0, color="k", lw=0.7)
+        ax.set_yticks(range(len(pairs)), [p.replace("ssl-", "− ") for p, _ in pairs], fontsize=8)
+        ax.set_ylim(-0.6, len(pairs) - 0.4)
+        ssl = r["results"]["ssl"]
+        better = "lower" if m in LOWER_IS_BETTER else "higher"
+        ax.set_title(f"{name}: SSL {m.upper()} {ssl[m]:.3g}\nSSL − baseline ({better} is better for SSL)", fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
+        ax.grid(axis="x", lw=0.3)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_roc(rocs: dict, results: dict, path) -> None:
+    plt = pyplot()
+    names = [t for t in rocs if t.startswith("hypotension")] or list(rocs)
+    fig, axes = plt.subplots(1, max(1, len(names)), figsize=(3.8 * max(1, len(names)), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], names):
+        for fs, (fpr, tpr) in rocs[task].items():
+            auc = results["tasks"][task]["results"][fs]["auroc"]
+            ax.plot(fpr, tpr, color=COLORS.get(fs, None), lw=1.2, label=f"{fs} {auc:.2f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.7)
+        ax.set_title(task.replace("_", " "), fontsize=9)
+        ax.set_xlabel("false positive rate", fontsize=8)
+        ax.set_ylabel("true positive rate", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right", title="AUROC", title_fontsize=7)
+    if not names:
+        axes[0][0].text(0.5, 0.5, "no classification task had enough labels", ha="center", va="center")
+        axes[0][0].axis("off")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_label_efficiency(results: dict, path) -> None:
+    tasks = {t: r for t, r in _scored(results).items() if "label_efficiency" in r}
+    fig, axes = panel_grid(len(tasks), 3.6, 2.8)
+    for ax, (name, r) in zip(axes, tasks.items()):
+        eff = r["label_efficiency"]
+        x = [f * 100 for f in eff["fractions"]]
+        for fs, vals in eff["results"].items():
+            ax.plot(x, vals, "o-", color=COLORS.get(fs), ms=3, lw=1, label=fs)
+        ax.set_xscale("log")
+        ax.set_xticks(x, [f"{v:g}%\n({n})" for v, n in zip(x, eff["n_subjects"])], fontsize=7)
+        ax.set_title(f"{name} ({r['metric'].upper()})", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.supxlabel("train subjects the probe saw (% and count)", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _fmt(v: float, ci) -> str:
+    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _task_table(name: str, r: dict) -> str:
+    head = f"<h4>{html.escape(name)}</h4><p>{html.escape(r['description'])}. {r['level']}-level {r['kind']}; "
+    head += (f"{r['n_train']} train / {r['n_test']} test rows from {r['n_train_subjects']} / {r['n_test_subjects']} subjects.</p>")
+    if "results" not in r:
+        return head + f"<p><b>Skipped:</b> {html.escape(r['skipped'])}</p>"
+    metrics = [m for m in r["results"]["ssl"] if f"{m}_ci95" in r["results"]["ssl"]]
+    rows = "".join(
+        f"<tr><td>{fs}</td>" + "".join(f"<td>{_fmt(res[m], res[f'{m}_ci95'])}</td>" for m in metrics) + "</tr>"
+        for fs, res in r["results"].items())
+    paired = "".join(
+        f"<tr><td>{p}</td>" + "".join(f"<td>{_fmt(d[m], d[f'{m}_ci95'])}</td>" for m in metrics) + "</tr>"
+        for p, d in r["paired"].items())
+    cols = "".join(f"<th>{m.upper()}{' (lower is better)' if m in LOWER_IS_BETTER else ''}</th>" for m in metrics)
+    return (head + f"<table border=1 cellpadding=3><tr><th>features</th>{cols}</tr>{rows}"
+            f"<tr><th>paired difference</th>{cols}</tr>{paired}</table>")
+
+
+def report_html(results: dict) -> str:
+    tasks = results["tasks"]
+    lab = results["labels"]
+    scored = _scored(results)
+    n_test = sorted({r["n_test_subjects"] for r in tasks.values()})
+    rec = results["reconstruction"]
+    what = {"random_patches": f"random patches ({rec['mask_ratio']:.0%} of each channel)", "ppg_from_ecg": "the whole PPG from the ECG",
+            "ecg_from_ppg": "the whole ECG from the PPG"}
+    rec_rows = "".join(f"<tr><td>{what[name]}</td>" + "".join(f"<td>{rec[name][k]:.4f}</td>" if k in rec[name] else "<td></td>"
+                                                              for k in ("model", "window_mean", "linear_interpolation")) + "</tr>"
+                       for name in what)
+    wins, losses = [], []
+    for name, r in scored.items():
+        m = r["metric"]
+        for pair, d in r["paired"].items():
+            lo, hi = d[f"{m}_ci95"]
+            sign = -1 if m in LOWER_IS_BETTER else 1
+            if min(sign * lo, sign * hi) > 0:
+                wins.append(f"{name} ({pair})")
+            elif max(sign * lo, sign * hi) < 0:
+                losses.append(f"{name} ({pair})")
+    text = (
+        "<h3>What these numbers say, and what they do not</h3><ul>"
+        f"<li>Test subjects per task: {', '.join(map(str, n_test))}. Intervals come from resampling test subjects, "
+        "so with few subjects they are wide, and window counts overstate the evidence: windows of one subject are not independent.</li>"
+        f"<li>Paired differences whose interval excludes zero in SSL's favour: {html.escape(', '.join(wins)) or 'none'}; "
+        f"against SSL: {html.escape(', '.join(losses)) or 'none'}. Everything else is not distinguishable at this size.</li>"
+        "<li>The demo source is synthetic: its blood pressure, hypotension and patient traits follow relations written into "
+        "pipeline/data/sources/demo.py, so a score there shows that the pipeline can find such a relation, not that it exists in patients.</li>"
+        "<li>Linear probes measure what a frozen embedding makes linearly available; fine-tuning and the supervised model "
+        "show what the architecture can learn from these labels with this much data.</li></ul>"
+    )
+    defs = (
+        "<h3>Label definitions</h3><ul>"
+        f"<li>Blood pressure of a window: the median of the valid arterial-line samples ({html.escape(lab['tracks']['map'])} etc.) inside it; "
+        f"valid MAP {lab['valid_mmHg']['map']} mmHg, SBP {lab['valid_mmHg']['sbp']}, DBP {lab['valid_mmHg']['dbp']}.</li>"
+        f"<li>Hypotensive event: MAP below {lab['hypotension_mmHg']} mmHg for at least {lab['hypotension_min_s']} s (gaps over "
+        f"{lab['max_gap_s']} s end a run). A window ending at t is positive for horizon h if an event starts in (t, t+h]; negative "
+        "if none does and MAP data cover [t, t+h]; undefined if MAP at t is already below the threshold, or data are missing.</li>"
+        "<li>Heart rate: the ECG heart rate of the window (autocorrelation of the QRS envelope, as the windows stage measures it); the encoders see the PPG only (ECG blanked).</li>"
+        "<li>Subject tasks (age, sex, BMI, ASA ≥ 3): the case table; features averaged over each subject's windows.</li></ul>"
+    )
+    return (
+        "<html><body><h3>Evaluation on the test split (subjects disjoint from training)</h3>"
+        f"<p>Feature sets: {', '.join(results['feature_sets'])}. Linear probes, regularisation chosen by subject-grouped "
+        "cross-validation; 95% intervals and paired differences (SSL − baseline) from the same bootstrap draws of test subjects.</p>"
+        + text + "".join(_task_table(n, r) for n, r in tasks.items()) + defs
+        + f"<h3>Reconstruction of masked patches ({rec['windows']} test windows)</h3>"
+        "<p>Masked MSE, each window and channel z-scored over all its samples (filling with the window's mean scores about 1).</p>"
+        "<table border=1 cellpadding=4><tr><th>hidden</th><th>SSL model</th><th>window mean</th><th>linear interpolation</th></tr>"
+        + rec_rows + "</table></body></html>\n"
+    )
