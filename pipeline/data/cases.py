@@ -19,7 +19,7 @@ from pipeline.io import atomic_path
 log = logging.getLogger(__name__)
 
 COLUMNS = ["caseid", "subjectid", "name", "split", "batch", "has_ppg", "has_ecg", "duration_s", "age", "sex", "bmi", "asa",
-           "has_art", "hr_bpm"]
+           "has_art", "hr_bpm", "excluded"]
 
 
 def subject_split(subjectid, fractions: dict, salt: str) -> str:
@@ -36,7 +36,8 @@ def subject_split(subjectid, fractions: dict, salt: str) -> str:
 
 def finish_table(rows: list[dict], cases_cfg: dict, ppg_track: str, ecg_track: str) -> list[dict]:
     """Drop cases known to lack a track (has_* False; None = not known until the case is fetched,
-    kept), apply caseids/limit, assign split and batch, sort."""
+    kept), apply caseids/limit, assign split and batch, sort. A case of `exclude` stays in the table
+    with `excluded` True: the download stage records it as excluded and never fetches it."""
     rows = sorted(rows, key=lambda r: int(r["caseid"]))
     n_all = len(rows)
     rows = [r for r in rows if r["has_ppg"] is not False and r["has_ecg"] is not False]
@@ -49,7 +50,13 @@ def finish_table(rows: list[dict], cases_cfg: dict, ppg_track: str, ecg_track: s
         rows = [r for r in rows if int(r["caseid"]) in wanted]
     if cases_cfg.get("limit"):
         rows = rows[: cases_cfg["limit"]]
+    exclude = set(cases_cfg.get("exclude") or ())
+    if exclude:
+        unknown = exclude - {int(r["caseid"]) for r in rows}
+        log.info("cases.exclude: %d case(s) left out on purpose%s", len(exclude - unknown),
+                 f"; not in the table anyway: {sorted(unknown)}" if unknown else "")
     for r in rows:
+        r["excluded"] = int(r["caseid"]) in exclude
         r["split"] = subject_split(r["subjectid"], cases_cfg["split"], cases_cfg["split_salt"])
         r["batch"] = int(r["caseid"]) // cases_cfg["batch_size"]
     return rows

@@ -9,9 +9,18 @@ atomic rename (docs/design.md, "Faults").
   the job failed and `--retries` or a plain rerun does the batch again. Validated files are kept,
   and the permanent failures of the unfinished run wait in `<status>.partial` (read back only with
   the same source settings), so the rerun fetches exactly the transient cases.
+- Any other exception while fetching or validating a case is that case's permanent failure too,
+  recorded as "unexpected error: <type>: ..." (`errors.classify`, the one place that classifies).
+- A case that failed transiently in `download.max_failed_runs` consecutive runs is recorded as
+  failed ("gave up after N runs: <last reason>") and the batch completes: a fault that never clears
+  (a server that cuts one file on every request) cannot block the run for ever. The run counts
+  live in `<status>.partial` with the permanent failures.
+- A case in `cases.exclude` (marked `excluded` in the case table) is never fetched: its status is
+  `excluded`, with that reason.
 - More than `download.max_failed_fraction` of a batch failing permanently (and at least
   `MIN_FAILED` cases, so one bad case of a small batch never trips it) stops the job with the
-  reason common to them (wrong URL, wrong track names), instead of a nearly empty dataset.
+  reason common to them (wrong URL, wrong track names), instead of a nearly empty dataset. The run
+  counts start again then: a batch-wide outage is never given up on.
 """
 
 from __future__ import annotations
@@ -25,8 +34,8 @@ from tqdm import tqdm
 
 from pipeline.config import validate_params
 from pipeline.data.checks import CHECKS
-from pipeline.data.sources import get_source
-from pipeline.errors import CaseError, FailedFractionError, TransientError, is_transient
+from pipeline.data.sources import get_source, sample_budget
+from pipeline.errors import FailedFractionError, TransientError, classify
 from pipeline.io import atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -72,15 +81,16 @@ def _failed_fraction_message(failed: dict[str, str], n: int, frac: float, source
     return msg
 
 
-def _read_partial(path: Path, key: dict) -> dict:
-    """Permanent failures recorded by an unfinished run with the same settings (else none)."""
+def _read_partial(path: Path, key: dict) -> tuple[dict, dict]:
+    """(permanent failures, {caseid: consecutive runs failed transiently}) recorded by unfinished
+    runs with the same settings (else none)."""
     if not path.exists():
-        return {}
+        return {}, {}
     try:
         journal = read_json(path)
     except (OSError, ValueError):
-        return {}
-    return journal["failed"] if journal.get("params") == key else {}
+        return {}, {}
+    return (journal["failed"], journal.get("transient_runs", {})) if journal.get("params") == key else ({}, {})
 
 
 def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_path: str | Path) -> dict:
@@ -92,14 +102,18 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
     """
     cfg = _download_cfg(params)
     source = get_source({**params, "download": cfg})
+    max_samples = sample_budget(params["signals"]) if "signals" in params else float("inf")
     status_path = Path(status_path)
     partial_path = status_path.with_name(status_path.name + ".partial")
     key = json.loads(json.dumps({k: v for k, v in params.items() if k != "download"}))
-    earlier = _read_partial(partial_path, key)
+    earlier, runs = _read_partial(partial_path, key)
     status, transient = {}, {}
     with source.session() as session:
         for row in tqdm(rows, desc="download", unit="case", mininterval=2):
             caseid = str(int(row["caseid"]))
+            if str(row.get("excluded", "")) in ("1", "True", "true"):
+                status[caseid] = {"status": "excluded", "stage": "download", "reason": "excluded (cases.exclude)"}
+                continue
             dest = source.case_file(out_dir, int(caseid))
             if dest.exists() and source.is_current(dest, row):
                 status[caseid] = {"status": "ok", "path": str(dest), "cached": True}
@@ -110,16 +124,22 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
             try:
                 with atomic_path(dest) as tmp:
                     source.fetch(row, tmp, session)
-                    source.validate(tmp)
+                    source.validate(tmp, max_samples)
                 status[caseid] = {"status": "ok", "path": str(dest)}
             except Exception as e:  # noqa: BLE001 -- every case ends recorded (permanent) or named (transient)
-                reason = str(e) if isinstance(e, (CaseError, TransientError)) else f"{type(e).__name__}: {e}"
-                if is_transient(e):
-                    log.error("case %s not downloaded (transient; the job fails after the batch): %s", caseid, reason)
-                    transient[caseid] = reason
+                fault = classify(e)
+                n = runs.get(caseid, 0) + 1
+                if fault.transient and n < cfg["max_failed_runs"]:
+                    log.error("case %s not downloaded (transient, run %d of at most %d; the job fails after the batch): %s",
+                              caseid, n, cfg["max_failed_runs"], fault.reason)
+                    transient[caseid] = fault.reason
+                elif fault.transient:
+                    reason = f"gave up after {n} runs (download.max_failed_runs), each failed for a transient reason; last: {fault.reason}"
+                    log.warning("case %s recorded as failed: %s", caseid, reason)
+                    status[caseid] = {"status": "failed", "stage": "download", "reason": reason, "gave_up": True}
                 else:
-                    log.warning("case %s skipped at download: %s", caseid, reason)
-                    status[caseid] = {"status": "failed", "stage": "download", "reason": reason}
+                    log.warning("case %s skipped at download: %s", caseid, fault.reason)
+                    status[caseid] = fault.status("download")
 
     failed = {c: s["reason"] for c, s in status.items() if s["status"] == "failed"}
     frac = cfg["max_failed_fraction"]
@@ -127,7 +147,8 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
         partial_path.unlink(missing_ok=True)  # a rerun after the fix asks the server again
         raise FailedFractionError(_failed_fraction_message(failed, len(rows), frac, params["source"], len(transient)))
     if transient:
-        write_json(partial_path, {"params": key, "failed": {c: s for c, s in status.items() if s["status"] == "failed"}})
+        write_json(partial_path, {"params": key, "failed": {c: s for c, s in status.items() if s["status"] == "failed"},
+                                  "transient_runs": {c: runs.get(c, 0) + 1 for c in transient}})
         raise TransientError(f"download: {len(transient)} of {len(rows)} cases failed for a transient reason and were"
                              " not recorded; rerun to retry them (the others are kept): "
                              + "; ".join(f"case {c}: {r}" for c, r in transient.items()))

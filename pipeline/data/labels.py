@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data.sources import get_source
-from pipeline.errors import CaseError
+from pipeline.errors import TransientError, classify
 from pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,13 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
         numerics = {}
         try:
             numerics = source.read_numerics(Path(entry["path"]), names)
-        except (CaseError, KeyError, OSError) as e:
+        except Exception as e:  # noqa: BLE001 -- errors.classify: transient fails the job, anything else is the case's
+            fault = classify(e)
+            if fault.transient:
+                raise TransientError(f"labels: case {caseid}: {fault.reason}; rerun to retry") from e
             counts["unreadable"] += 1
-            log.warning("case %d: labels left empty, its file cannot be read: %s", caseid, e)
+            (log.error if fault.unexpected else log.warning)("case %d: labels left empty, its file cannot be read: %s",
+                                                             caseid, fault.reason)
         else:
             counts["no_label_tracks"] += not numerics
         cols = label_case(numerics, starts, window_s, cfg)

@@ -14,10 +14,8 @@ carried to the target rate as the `saturated` mask.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import struct
-import zlib
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -28,14 +26,17 @@ from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
 from pipeline.data.polyphase import HALF_LEN_FACTOR, Polyphase, StreamedTrack, bridge, nan_runs
-from pipeline.data.sources import Track, get_source
-from pipeline.errors import CaseError, TransientError, is_transient
+from pipeline.data.sources import MIN_WAVE_HZ, Track, get_source, sample_budget
+from pipeline.errors import CaseError, TransientError, classify
 from pipeline.io import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-# A case file that parses wrong is the case's permanent fault; other OSErrors are transient (is_transient).
-PERMANENT = (CaseError, ValueError, EOFError, struct.error, zlib.error, gzip.BadGzipFile)
+# The largest term of the polyphase ratio target_fs / fs_in (docs/design.md, "Resampled cases"): its
+# filter has 2 * 20 * max(up, down) + 1 taps, so 4096 bounds it to 163,841 taps (1.3 MB). Every
+# rate a recorder uses passes (500, 1000, 250, 2048, 360, 128, 62.5 Hz to 125 Hz: at most 2048);
+# an odd header value such as 12345.679 Hz (a 7.4 GB filter) is refused.
+MAX_POLYPHASE = 4096
 
 
 def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -> np.ndarray:
@@ -52,11 +53,13 @@ def _mark_output(starts, stops, n_out: int, ratio: Fraction, radius_in: float) -
     return out
 
 
-def saturation_runs(x: np.ndarray, min_run: int, block: int = 1 << 15) -> tuple[np.ndarray, np.ndarray]:
+def saturation_runs(x: np.ndarray, min_run: int, block: int = 1 << 15, piece: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
     """Runs of >= `min_run` samples equal to the max or the min of `x` (NaN ignored).
 
     The extremes are taken per block of `block` samples first, and only the blocks that hold one
-    are searched (no mask over the whole track: a 24 h track is 43 M samples)."""
+    are searched, `piece` samples at a time with a run carried across pieces: no mask or index over
+    the whole track (a 24 h track is 43 M samples; a flat one is all extremes), so the scratch is a
+    few `piece`s whatever the track holds (docs/design.md, "Resampled cases")."""
     n = len(x)
     full = n // block * block
     parts = [x[:full].reshape(-1, block)] if full else []
@@ -71,21 +74,46 @@ def saturation_runs(x: np.ndarray, min_run: int, block: int = 1 << 15) -> tuple[
         blocks = np.flatnonzero(ext == level)
         cut = np.flatnonzero(np.diff(blocks) != 1) + 1  # consecutive blocks searched as one stretch
         for first, last in zip(blocks[np.r_[0, cut]].tolist(), blocks[np.r_[cut - 1, len(blocks) - 1]].tolist()):
-            a = first * block
-            idx = np.flatnonzero(x[a : min(n, (last + 1) * block)] == level) + a
-            if len(idx) < min_run:
-                continue
-            breaks = np.flatnonzero(np.diff(idx) != 1)
-            s = idx[np.r_[0, breaks + 1]]
-            e = idx[np.r_[breaks, len(idx) - 1]] + 1
-            keep = (e - s) >= min_run
-            starts.append(s[keep])
-            stops.append(e[keep])
+            s, e = _runs_equal(x, level, first * block, min(n, (last + 1) * block), min_run, piece)
+            starts.append(s)
+            stops.append(e)
     return np.concatenate(starts), np.concatenate(stops)
 
 
+def _runs_equal(x: np.ndarray, level, a: int, b: int, min_run: int, piece: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) of the runs of >= min_run samples of x[a:b] equal to `level`, `piece` samples at a time."""
+    starts, stops, open_start = [], [], None  # open_start: a run reaching the previous piece's end
+    zero = np.zeros(1, np.int8)
+    for p in range(a, b, piece):
+        q = min(b, p + piece)
+        d = np.diff(np.concatenate([zero, (x[p:q] == level).view(np.int8), zero]))  # +1 at a run's start, -1 past its end
+        s = np.flatnonzero(d == 1) + p
+        e = np.flatnonzero(d == -1) + p
+        if open_start is not None:
+            if len(s) and s[0] == p:
+                s[0] = open_start  # the run goes on
+            else:  # it ended at the piece's start
+                s, e = np.r_[open_start, s], np.r_[p, e]
+            open_start = None
+        if len(e) and e[-1] == q and q < b:  # reaches this piece's end: carried into the next
+            open_start = int(s[-1])
+            s, e = s[:-1], e[:-1]
+        keep = e - s >= min_run
+        starts.append(s[keep])
+        stops.append(e[keep])
+    return np.concatenate(starts) if starts else np.zeros(0, int), np.concatenate(stops) if stops else np.zeros(0, int)
+
+
 def _ratio(fs_in: float, fs_out: int) -> Fraction:
-    return Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+    """target / native rate as the polyphase filter's up/down; CaseError for a rate that is not a
+    waveform's (not finite, below MIN_WAVE_HZ) or whose ratio needs more than MAX_POLYPHASE."""
+    if not (math.isfinite(fs_in) and fs_in >= MIN_WAVE_HZ):
+        raise CaseError(f"a sampling rate of {fs_in!r} Hz is not a waveform rate (finite, at least {MIN_WAVE_HZ:g} Hz)")
+    ratio = Fraction(fs_out) / Fraction(fs_in).limit_denominator(1000)
+    if max(ratio.numerator, ratio.denominator) > MAX_POLYPHASE:
+        raise CaseError(f"{fs_in:.10g} Hz to {fs_out} Hz needs a polyphase filter of ratio {ratio.numerator}/{ratio.denominator}; "
+                        f"rates whose ratio to signals.target_fs has a term above {MAX_POLYPHASE} are refused")
+    return ratio
 
 
 def resample_track(x: np.ndarray, fs_in: float, fs_out: int, saturation_min_run: int = 10, overwrite: bool = False,
@@ -138,7 +166,10 @@ class Streamer:
         """Samples [a, b) of track `name` are in `x` (its whole array, NaN where not yet written)."""
         st = self.tracks.get(name, False)
         if st is False:
-            ratio = _ratio(fs_in, self.fs_out)
+            try:
+                ratio = _ratio(fs_in, self.fs_out)
+            except CaseError as e:
+                raise CaseError(f"{name}: {e}") from e
             st = self.tracks[name] = StreamedTrack(x, Polyphase(ratio.numerator, ratio.denominator)) if ratio != 1 else None
         if st is not None:
             st.placed(a, b)
@@ -163,7 +194,7 @@ def resample_case(path: str | Path, params: dict, stream: bool = True):
     fs = sig["target_fs"]
     streamer = Streamer(fs) if stream else None
     tracks = source.read_tracks(Path(path), sig["max_case_hours"] * 3600.0, on_samples=streamer,
-                                max_samples=sig["max_case_hours"] * 3600.0 * sig["max_native_hz"])
+                                max_samples=sample_budget(sig))
     t0 = min(t.start_s for t in tracks)
     names, rates, units = ([getattr(t, k) for t in tracks] for k in ("name", "fs", "unit"))
 
@@ -220,14 +251,14 @@ def resample_batch(download_status: dict, params: dict, out_dir: str | Path, sta
             attrs["caseid"] = int(caseid)
             write_resampled(dest, signals, saturated, attrs)
             status[caseid] = {"status": "ok", "path": str(dest), "samples": int(signals.shape[1])}
-        except (*PERMANENT, OSError) as e:
-            if is_transient(e):  # the machine, not the case (a full disk, an I/O error): retried by a rerun
-                log.error("case %s not resampled (transient, the job will fail after the batch): %s", caseid, e)
-                transient[caseid] = f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 -- every case ends recorded (permanent) or named (transient): errors.classify
+            fault = classify(e)
+            if fault.transient:  # the machine, not the case (a full disk, an I/O error): retried by a rerun
+                log.error("case %s not resampled (transient, the job will fail after the batch): %s", caseid, fault.reason)
+                transient[caseid] = fault.reason
                 continue
-            reason = str(e) if isinstance(e, CaseError) else f"corrupt file: {type(e).__name__}: {e}"
-            log.warning("case %s skipped at resample: %s", caseid, reason)  # bad data: recorded, the batch goes on
-            status[caseid] = {"status": "failed", "stage": "resample", "reason": reason}
+            (log.error if fault.unexpected else log.warning)("case %s skipped at resample: %s", caseid, fault.reason)
+            status[caseid] = fault.status("resample")
     if transient:  # no status file: Snakemake sees the job fail, a rerun (or --retries) does the batch again
         raise TransientError("resample: cases " + ", ".join(f"{c} ({r})" for c, r in transient.items())
                              + " failed for a reason outside the data; rerun to retry them")

@@ -9,6 +9,7 @@ attrs fs, window, channels, tracks, pipeline version, config digest; chunked (ch
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
             st = resample_status.get(caseid, {"status": "failed", "stage": "resample", "reason": "no resample status"})
             entry = {"subjectid": row["subjectid"], "split": row["split"]}
             if st["status"] != "ok":
-                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"{st['stage']}: {st['reason']}"}
+                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"{st['stage']}: {st['reason']}",
+                                 **{k: st[k] for k in ("unexpected", "gave_up") if k in st},
+                                 **({"excluded": True} if st["status"] == "excluded" else {})}
                 continue
             try:
                 signals, saturated, _ = read_resampled(st["path"])
@@ -126,7 +129,15 @@ def build_manifest(batch_stats_paths: list[str | Path], out_path: str | Path, pa
     totals = {"cases": len(cases), "cases_used": sum(1 for c in cases.values() if c.get("kept", 0) > 0),
               "cut": sum(c.get("cut", 0) for c in cases.values()), "kept": sum(c.get("kept", 0) for c in cases.values()),
               "rejected": {r: sum(c.get("rejected", {}).get(r, 0) for c in cases.values()) for r in RULES},
-              "kept_per_split": {s: sum(c.get("kept", 0) for c in cases.values() if c["split"] == s) for s in SPLITS}}
+              "kept_per_split": {s: sum(c.get("kept", 0) for c in cases.values() if c["split"] == s) for s in SPLITS},
+              "skipped": sum(1 for c in cases.values() if "skip_reason" in c),
+              "excluded": sum(1 for c in cases.values() if c.get("excluded")),
+              "gave_up": sum(1 for c in cases.values() if c.get("gave_up")),
+              "unexpected_errors": dict(sorted(Counter(c["unexpected"] for c in cases.values() if "unexpected" in c).items()))}
+    if totals["unexpected_errors"]:  # a fault no rule foresaw, or a bug of ours: each case's reason is in the manifest
+        log.error("manifest: %d case(s) skipped for an unexpected error (%s): see their skip_reason in %s",
+                  sum(totals["unexpected_errors"].values()), ", ".join(f"{k} x{v}" for k, v in totals["unexpected_errors"].items()),
+                  out_path)
     manifest = {"pipeline_version": __version__, "config_digest": digest(params), "totals": totals,
                 "cases": dict(sorted(cases.items(), key=lambda kv: int(kv[0])))}
     write_json(out_path, manifest)

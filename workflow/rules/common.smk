@@ -14,13 +14,15 @@ def section(*keys):
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
-def source_params(*extra):
-    """What the case table and downloads depend on: the active source's section and `extra`
-    sections (editing another source's section, or signals.target_fs, reruns nothing).
+def source_params(*extra, **keys):
+    """What the case table and downloads depend on: the active source's section, `extra`
+    sections, and for each `section=(key, ...)` those keys of it only (editing another source's
+    section, or signals.target_fs, reruns nothing).
     """
     src = config["source"]
+    parts = {k: {key: config[k][key] for key in v} for k, v in keys.items()}
     return json.dumps(
-        {"source": src, src: config[src], **{k: config[k] for k in extra}},
+        {"source": src, src: config[src], **{k: config[k] for k in extra}, **parts},
         sort_keys=True,
     )
 

@@ -29,7 +29,8 @@ rule download:
         "logs/benchmarks/download/{source}-batch-{batch}.tsv"
     localrule: True
     params:
-        cfg=source_params("download"),
+        # the sample budget bounds what validating a file may cost (pipeline/data/sources/_vitalfile.py)
+        cfg=source_params("download", signals=("max_case_hours", "max_native_hz")),
     shell:
         "python -m pipeline download --params {params.cfg:q} --cases {input:q} --batch {wildcards.batch}"
         " --outdir resources/{wildcards.source}/cases --status {output:q} 2> {log:q}"

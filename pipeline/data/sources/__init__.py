@@ -20,6 +20,17 @@ from pipeline.channels import CHANNELS
 from pipeline.errors import CaseError, ConfigError
 from pipeline.io import digest
 
+# The lowest rate a waveform track may have (issue 21): a "waveform" below 1 Hz is a header fault, refused.
+MIN_WAVE_HZ = 1.0
+
+
+
+def sample_budget(signals: dict) -> float:
+    """Samples one track may hold at its native rate: signals.max_case_hours at signals.max_native_hz
+    (the `max_samples` of `read_tracks` and `validate`)."""
+    return signals["max_case_hours"] * 3600.0 * signals["max_native_hz"]
+
+
 # Every module of this package is a source named after it, except shared helpers (`_name`).
 SOURCES = {m.name: f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
 
@@ -72,8 +83,10 @@ class Source:
         Raise CaseError for a permanent fault (the reason is recorded, the batch goes on)."""
         raise NotImplementedError
 
-    def validate(self, path: Path) -> None:
-        """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`."""
+    def validate(self, path: Path, max_samples: float = float("inf")) -> None:
+        """Raise CaseError unless `path` is a complete case with data in every track of `tracks()`.
+        `max_samples` (signals.max_case_hours at signals.max_native_hz) bounds the work a file may
+        ask for, as in `read_tracks`: validation of any input ends in bounded time and memory."""
         raise NotImplementedError
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,

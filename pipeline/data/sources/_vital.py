@@ -24,11 +24,11 @@ class VitalFileSource(Source):
 
     suffix = ".vital"
 
-    def validate(self, path: Path) -> None:
+    def validate(self, path: Path, max_samples: float = float("inf")) -> None:
         """A complete gzip stream that parses as a `.vital` file with a valid sample in every track.
         Reads the whole stream, holding no record (vitaldb's parser returns silently on a cut file)."""
         tracks = self.tracks()
-        vf = read_vital(path, waves=tracks, mode="check")
+        vf = read_vital(path, waves=tracks, mode="check", max_samples=max_samples)
         require_tracks(vf.tracks, tracks)
         for name in tracks:
             trk = vf.tracks[name]

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.sources import MIN_WAVE_HZ
 from pipeline.errors import CaseError
 
 IN_CHUNK = 1 << 18  # compressed bytes read from the file at a time
@@ -48,6 +49,10 @@ FMT = {1: "<f4", 2: "<f8", 3: "i1", 4: "u1", 5: "<i2", 6: "<u2", 7: "<i4", 8: "<
 # vitaldb's FMT_NAN (utils.py:128): the value its writer fills the gaps of a packed integer track with
 PACKED_GAP = {3: -128, 4: 255, 5: -32768, 6: 65535, 7: -(2**31), 8: 2**32 - 1}
 UNPACKED_MAX_PACKET = 1_000_000  # vitaldb stops reading at a longer packet in an unpacked file
+# Bounds for any input (docs/design.md, "Reading .vital files"; issue 21):
+META_MAX_PACKET = 1 << 16  # a device or track packet is read whole: a longer one is corrupt (real ones: < 1 KB)
+MAX_EMPTY_PACKETS = 10_000  # packets too short to hold anything (vitaldb's writer writes none): a zero bomb
+INFLATED_PER_SAMPLE = 128  # inflated bytes allowed per sample of the budget (max_samples): 32 tracks of 4-byte samples
 
 _u8, _u16, _u32 = struct.Struct("<B").unpack_from, struct.Struct("<H").unpack_from, struct.Struct("<L").unpack_from
 _f32, _f64 = struct.Struct("<f").unpack_from, struct.Struct("<d").unpack_from
@@ -100,11 +105,12 @@ class Vital:
     tracks: dict[str, VitalTrack]
 
 
-def _pieces(f):
+def _pieces(f, max_bytes: float = float("inf")):
     """The decompressed bytes of every gzip member in `f`, in pieces of at most OUT_CHUNK bytes.
     CaseError when the data is not gzip or the file ends inside a member (the trailer's CRC and
-    length are checked by zlib); zero padding after a member is allowed, as Python's gzip does."""
-    d, pending = zlib.decompressobj(31), b""
+    length are checked by zlib), or as soon as it inflates past `max_bytes`; zero padding after a
+    member is allowed, as Python's gzip does."""
+    d, pending, total = zlib.decompressobj(31), b"", 0
     while True:
         data = d.unconsumed_tail or pending or f.read(IN_CHUNK)
         pending = b""
@@ -113,6 +119,10 @@ def _pieces(f):
         except zlib.error as e:
             raise CaseError(f"corrupt gzip stream: {e}") from e
         if out:
+            total += len(out)
+            if total > max_bytes:
+                raise CaseError(f"the file inflates to more than {max_bytes / 1e9:.2f} GB, more than signals.max_case_hours "
+                                f"at signals.max_native_hz allows ({INFLATED_PER_SAMPLE} bytes per sample of that budget)")
             yield out
         if d.eof:
             rest = d.unused_data.lstrip(b"\0")
@@ -163,8 +173,8 @@ def _ahead(pieces, depth: int = AHEAD):
 class _Stream:
     """Forward reads over `_pieces`: `take(n)` bytes, `chunks(n)` (the next n bytes in pieces)."""
 
-    def __init__(self, f):
-        self.pieces = _ahead(_pieces(f))
+    def __init__(self, f, max_bytes: float = float("inf")):
+        self.pieces = _ahead(_pieces(f, max_bytes))
         self.buf, self.pos = b"", 0
 
     def close(self) -> None:
@@ -237,6 +247,8 @@ class _Stream:
 
 def _str(buf, pos: int) -> tuple[str, int]:
     n = _u32(buf, pos)[0]
+    if pos + 4 + n > len(buf):
+        raise struct.error(f"a string of {n} bytes past the packet's end")
     return bytes(buf[pos + 4 : pos + 4 + n]).decode("utf-8", "ignore"), pos + 4 + n
 
 
@@ -284,12 +296,17 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     spans more than `max_span_s` (before the record that widens it is read); in "keep" and "place"
     modes, as soon as a wave track's array on that clock would hold more than `max_samples` samples
     (its rate times the span) or its records more than twice that or twice `max_span_s`'s samples;
-    or when the file is not a complete `.vital` gzip stream."""
+    or when the file is not a complete `.vital` gzip stream. Bounded for any input (issue 21): the
+    stream is refused once it inflates past INFLATED_PER_SAMPLE bytes per sample of `max_samples`;
+    a device or track packet longer than META_MAX_PACKET, more than MAX_EMPTY_PACKETS packets too
+    short to hold anything, a field past its packet's end, a wave track asked for whose rate is not
+    finite or below MIN_WAVE_HZ, and a record of a track asked for at a non-finite time are
+    CaseErrors naming what is wrong; packets of other types are skipped without being buffered."""
     if mode not in ("keep", "check", "time", "place"):
         raise ValueError(f"mode {mode!r}")
     waves, numerics = set(waves), set(numerics)
     with open(path, "rb") as f:
-        s = _Stream(f)
+        s = _Stream(f, INFLATED_PER_SAMPLE * max_samples)
         try:
             return _read(s, waves, numerics, mode, max_span_s, on_samples, max_samples)
         finally:
@@ -317,6 +334,7 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
     devices: dict[int, str] = {}
     by_tid: dict[int, VitalTrack] = {}  # the tracks asked for, by track id
     tracks: dict[str, VitalTrack] = {}
+    empty = 0  # packets too short to hold anything
     while True:
         if len(s.buf) - s.pos < 5 and not s.fill(5):
             if len(s.buf) > s.pos:
@@ -326,6 +344,13 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
         s.pos += 5
         if not packed and plen > UNPACKED_MAX_PACKET:
             raise CaseError(f"corrupt .vital file: a packet of {plen} bytes in an unpacked file")
+        if ptype in (0, 9) and plen > META_MAX_PACKET:
+            raise CaseError(f"corrupt .vital file: a {'track' if ptype == 0 else 'device'} packet of {plen} bytes "
+                            f"(at most {META_MAX_PACKET} expected)")
+        if plen < {0: 8, 1: 12, 9: 4}.get(ptype, 1):
+            empty += 1
+            if empty > MAX_EMPTY_PACKETS:
+                raise CaseError(f"corrupt .vital file: more than {MAX_EMPTY_PACKETS} empty packets (a zero-filled stream?)")
         small = plen <= OUT_CHUNK  # small packets are read whole into the buffer, larger ones streamed
         if small and len(s.buf) - s.pos < plen and not s.fill(plen):
             raise CaseError("truncated .vital file: the stream ends inside a packet")
@@ -338,6 +363,8 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
             if trk is None or left < 0:
                 s.skip(plen)
                 continue
+            if not math.isfinite(dt):
+                raise CaseError(f"corrupt .vital file: a record of track {trk.name} at dt={dt!r}, not a finite time")
             if trk.type == NUMERIC:
                 if left >= trk.itemsize and s.fill(plen - left + trk.itemsize):
                     trk.dts.append(dt)
@@ -405,31 +432,41 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
                     trk.has_data = trk.has_data or _has_valid(a, trk.fmt, packed)
             s.skip(left - nbytes)
             continue
+        if ptype not in (0, 9) or plen < {0: 8, 9: 4}[ptype]:  # nothing read from it: streamed past, never buffered
+            s.skip(plen)
+            continue
         body = s.take(plen)
-        if ptype == 9 and plen >= 4:  # a device
-            did = _u32(body, 0)[0]
-            dtype_, pos = _str(body, 4)
-            name, pos = _str(body, pos)
-            devices[did] = name or dtype_
-        elif ptype == 0 and plen >= 8:  # a track
-            tid, t = _track(body, devices)
-            if t.fmt == -1:
+        try:
+            if ptype == 9:  # a device
+                did = _u32(body, 0)[0]
+                dtype_, pos = _str(body, 4)
+                name, pos = _str(body, pos)
+                devices[did] = name or dtype_
                 continue
-            if (t.name in waves and t.type == WAVE) or (t.name in numerics and t.type == NUMERIC):
-                kept = tracks.get(t.name)
-                if kept is not None and kept.type == t.type and any(v is kept for v in by_tid.values()):
-                    # a second header for the name (its id the same or not): still one track, its records
-                    # kept, the last header's settings (vitaldb's; it drops the records before, we do not)
-                    if direct and kept.dense is not None and (kept.fmt, kept.srate, kept.gain, kept.offset) != (
-                            t.fmt, t.srate, t.gain, t.offset):
-                        raise ReadAgain(f"track {t.name} has a second header with other sample settings")
-                    for k in ("fmt", "unit", "srate", "gain", "offset", "dtype", "itemsize"):
-                        setattr(kept, k, getattr(t, k))
-                    by_tid[tid] = kept
-                else:
-                    by_tid[tid] = tracks[t.name] = t
-            elif t.name in waves or t.name in numerics:
-                tracks[t.name] = t  # of another type: named so the caller can say so; not read
+            tid, t = _track(body, devices)  # a track
+        except struct.error as e:
+            raise CaseError(f"corrupt .vital file: a {'track' if ptype == 0 else 'device'} packet of {plen} bytes "
+                            f"ends inside a field ({e})") from e
+        if t.fmt == -1:
+            continue
+        if t.name in waves and t.type == WAVE and not (math.isfinite(t.srate) and t.srate >= MIN_WAVE_HZ):
+            raise CaseError(f"track {t.name}: a sampling rate of {t.srate!r} Hz is not a waveform rate "
+                            f"(finite, at least {MIN_WAVE_HZ:g} Hz)")
+        if (t.name in waves and t.type == WAVE) or (t.name in numerics and t.type == NUMERIC):
+            kept = tracks.get(t.name)
+            if kept is not None and kept.type == t.type and any(v is kept for v in by_tid.values()):
+                # a second header for the name (its id the same or not): still one track, its records
+                # kept, the last header's settings (vitaldb's; it drops the records before, we do not)
+                if direct and kept.dense is not None and (kept.fmt, kept.srate, kept.gain, kept.offset) != (
+                        t.fmt, t.srate, t.gain, t.offset):
+                    raise ReadAgain(f"track {t.name} has a second header with other sample settings")
+                for k in ("fmt", "unit", "srate", "gain", "offset", "dtype", "itemsize"):
+                    setattr(kept, k, getattr(t, k))
+                by_tid[tid] = kept
+            else:
+                by_tid[tid] = tracks[t.name] = t
+        elif t.name in waves or t.name in numerics:
+            tracks[t.name] = t  # of another type: named so the caller can say so; not read
     if direct:
         for t in tracks.values():
             if t.dense is not None:  # the array place_wave would allocate: ceil((dtend - dtstart) * srate)

@@ -198,9 +198,10 @@ class WFDBSource(Source):
             return False
         return pointer["name"] == row["name"] and pointer["record"] == os.path.abspath(self._root() / row["name"])
 
-    def validate(self, path: Path) -> None:
+    def validate(self, path: Path, max_samples: float = float("inf")) -> None:
         """Headers readable (every segment's), every track in at least one segment, and the data
-        files of those segments present and complete. No samples are read."""
+        files of those segments present and complete. No samples are read (`max_samples` bounds
+        `read_tracks`, where samples are)."""
         record = _read_pointer(path)["record"]
         header = _header(record)
         tracks = self.tracks()
