@@ -22,6 +22,7 @@ MAX_RSS_MB = 1024
 MAX_SECONDS = 10.0
 FS = 500.0
 DAY = 24 * 3600
+HOURS = {"inflates_past_budget": 1}  # signals.max_case_hours of a class's run (24 unless named)
 
 
 def _str(s: str) -> bytes:
@@ -137,6 +138,19 @@ def zero_bomb(scale: float) -> bytes:
     return gzip_stream([header(DT0, DT0 + 60, False), _two_tracks(), _zeros(int((1 << 30) * scale))], level=9)
 
 
+def inflates_past_budget(scale: float) -> bytes:
+    """The two tracks asked for, then 2 GB (times `scale`) of zero-filled 512 KB records of a track
+    not asked for: every packet well formed, the stream longer than the sample budget allows."""
+    rec = struct.pack("<BL", 1, 2 + 10 + 4 + (1 << 19)) + struct.pack("<HdHL", 10, DT0, 3, 1 << 18) + bytes(1 << 19)
+
+    def records():
+        for _ in range(int(4096 * scale)):
+            yield rec
+
+    return gzip_stream([header(DT0, DT0 + 60, False), _two_tracks(), track(3, "ART", FS, did=1),
+                        record(1, DT0, _pulse(int(60 * FS))), record(2, DT0, _pulse(int(60 * FS))), records])
+
+
 def lying_packet_length(scale: float) -> bytes:
     """A command packet (type 6) that claims 2^32 - 1 bytes, in a packed file, then 1 MB of data."""
     return gzip_stream([header(DT0, DT0 + 60, True), _two_tracks(), struct.pack("<BL", 6, 2**32 - 1), bytes(1 << 20)])
@@ -188,6 +202,7 @@ FILES = {
     "huge_record_short_header": huge_record_short_header,
     "record_capped_no_clock": capped_no_clock,
     "zero_bomb": zero_bomb,
+    "inflates_past_budget": inflates_past_budget,
     "lying_packet_length": lying_packet_length,
     "lying_track_length": lying_track_length,
     "lying_record_length": lying_record_length,
@@ -229,7 +244,7 @@ def run_case(name: str, tmp: str | Path, scale: float = 1.0) -> dict:
     (tmp / "release" / "vital_files").mkdir(parents=True, exist_ok=True)
     write(name, tmp / "release" / "vital_files" / "0001.vital", scale)
     params = {"source": "local", "local": {"root": str(tmp / "release"), "tracks": {"ppg": PPG, "ecg": ECG}},
-              "download": {"max_failed_fraction": 1.0}, "signals": {"target_fs": 125, "max_case_hours": 24,
+              "download": {"max_failed_fraction": 1.0}, "signals": {"target_fs": 125, "max_case_hours": HOURS.get(name, 24),
                                                                      "max_native_hz": 500, "saturation_min_run": 10}}
     t0 = time.perf_counter()
     down = download_batch([{"caseid": 1}], params, tmp / "cases", tmp / "download.json")

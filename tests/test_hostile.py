@@ -14,13 +14,15 @@ from tests.conftest import REPO
 from tests.hostile import FILES, MAX_RSS_MB, MAX_SECONDS, PARAMS, write
 
 # The big classes at a quarter of a day keep CI short; benchmarks/bench_hostile.py runs them whole.
-SCALE = {"flat_24h": 0.25, "huge_record_short_header": 0.25, "record_capped_no_clock": 0.25, "zero_bomb": 0.25}
+SCALE = {"flat_24h": 0.25, "huge_record_short_header": 0.25, "record_capped_no_clock": 0.25, "zero_bomb": 0.25,
+         "inflates_past_budget": 0.25}
 # What each class must end as: a reason (substring) or "ok" (data).
 EXPECTED = {
     "flat_24h": "ok",  # plausible data: resampled (the windows stage rejects flat windows)
     "huge_record_short_header": "ok",
     "record_capped_no_clock": "ok",
     "zero_bomb": "empty packets",
+    "inflates_past_budget": "the file inflates to more than 0.23 GB",
     "lying_packet_length": "truncated",
     "lying_track_length": "packet of 4294967295 bytes",
     "lying_record_length": "claims 2147483648 samples",
