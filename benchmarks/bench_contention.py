@@ -15,7 +15,7 @@ defaults to 4: what the README's `snakemake --cores 8` gives the rule on any mac
 
 The demo's windows must exist (`snakemake --cores 2 <manifest>` builds them; `--build` runs that).
 
-    python benchmarks/bench_contention.py [--manifest results/windows/manifest.json] [--build]
+    python benchmarks/bench_contention.py [--manifest results/demo/windows/manifest.json] [--build]
         [--epochs 2] [--threads 4] [--step-args '--threads {threads}'] [--settings alone beside_busy two_at_once]
 
 JSON on stdout.
@@ -75,7 +75,7 @@ def run_jobs(commands: list[list[str]], busy: int, logdir: Path) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", type=Path, default=REPO / "results" / "windows" / "manifest.json")
+    ap.add_argument("--manifest", type=Path, default=REPO / "results" / "demo" / "windows" / "manifest.json")
     ap.add_argument("--build", action="store_true", help="build the demo's windows with snakemake first if missing")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=4, help="threads Snakemake gives the rule (README: --cores 8 -> 4)")

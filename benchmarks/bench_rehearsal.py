@@ -164,7 +164,7 @@ def main() -> None:
         cfg["download"].update(download)
         (run / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
         cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(run), "--cores",
-               str(a.cores), "--retries", str(a.retries), "--keep-going", "results/windows/manifest.json"]
+               str(a.cores), "--retries", str(a.retries), "--keep-going", "results/vitaldb/windows/manifest.json"]
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
         t0 = time.perf_counter()
         r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -172,7 +172,7 @@ def main() -> None:
     (run / "snakemake.log").write_text(r.stdout + r.stderr)
     if r.returncode != 0:
         sys.exit(f"snakemake failed (exit {r.returncode}); see {run / 'snakemake.log'}")
-    manifest = json.loads((run / "results" / "windows" / "manifest.json").read_text())
+    manifest = json.loads((run / "results" / "vitaldb" / "windows" / "manifest.json").read_text())
     table = [int(row["caseid"]) for row in csv.DictReader(open(run / "resources" / "vitaldb" / "cases.tsv"), delimiter="\t")]
     cases = manifest["cases"]
     kept = [c for c in table if cases.get(str(c), {}).get("kept", 0) > 0]

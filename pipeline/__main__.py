@@ -216,7 +216,7 @@ def main(argv=None) -> None:
     s = sub.add_parser("ablation-summary", help="summary.tsv and plot of the ablation runs")
     for arg in ("tsv", "png"):
         s.add_argument(f"--{arg}", required=True)
-    s.add_argument("runs", nargs="+", help="run folders results/ablations/<variant>/seed<seed>")
+    s.add_argument("runs", nargs="+", help="run folders results/<source>/ablations/<variant>/seed<seed>")
     s.set_defaults(func=cmd_ablation_summary)
 
     a = p.parse_args(argv)

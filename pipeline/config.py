@@ -13,8 +13,10 @@ them in (`pipeline.evaluation.checks.ALL_CHECKS` holds every stage's). This modu
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -49,12 +51,65 @@ def _validator(schema: dict):
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
 
 
+# YAML 1.1 (PyYAML) reads a float without a dot or without a signed exponent as a string: 1e-3, 5E4
+_YAML11_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _coerce(instance, schema: dict) -> None:
+    """String scalars where the schema wants a number, an integer, a boolean or null, converted in
+    place where they parse exactly: Snakemake hands nested `--config` values as strings
+    (`--config "train={epochs: 5}"` gives '5'), and YAML 1.1 reads `1e-3` as a string. A string that
+    does not parse stays, and the schema rejects it naming the key."""
+    if not isinstance(instance, dict):
+        return
+    for key, value in instance.items():
+        sub = schema.get("properties", {}).get(key)
+        if sub is None and isinstance(schema.get("additionalProperties"), dict):
+            sub = schema["additionalProperties"]
+        if sub is None:
+            continue
+        if isinstance(value, dict):
+            _coerce(value, sub)
+            continue
+        if not isinstance(value, str):
+            continue
+        types = sub.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if "string" in types:
+            continue
+        text = value.strip()
+        if "integer" in types and _INT.fullmatch(text):
+            instance[key] = int(text)
+        elif "number" in types and _FLOAT.fullmatch(text):
+            instance[key] = float(text)
+        elif "boolean" in types and text.lower() in ("true", "false"):
+            instance[key] = text.lower() == "true"
+        elif "null" in types and text.lower() in ("null", "none", "~"):
+            instance[key] = None
+
+
+def _hint(err) -> str:
+    """What to do about one schema error, where it can be said."""
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = list(err.schema.get("properties", {}))
+        hints = []
+        for extra in sorted(set(err.instance) - set(known)):
+            close = difflib.get_close_matches(str(extra), known, n=1)
+            hints.append(f"{extra!r}: did you mean {close[0]!r}?" if close else f"{extra!r}: known keys are {', '.join(known)}")
+        return " (unknown key; " + "; ".join(hints) + ")"
+    if err.validator == "type" and isinstance(err.instance, str) and _YAML11_FLOAT.fullmatch(err.instance.strip()):
+        return f" (YAML 1.1 reads {err.instance} as a string: write it with a dot and a signed exponent, e.g. 1.0e-3)"
+    return ""
+
+
 def _schema_errors(config: dict, schema: dict) -> list[str]:
+    _coerce(config, schema)
     out = []
     for err in sorted(_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-        suffix = " (unknown key)" if err.validator == "additionalProperties" else ""
-        out.append(f"{key}: {err.message}{suffix}")
+        out.append(f"{key}: {err.message}{_hint(err)}")
     return out
 
 
@@ -116,13 +171,19 @@ def load_config(path: str | Path, checks: Checks) -> dict:
 DOCS_HEADER = """# Configuration keys
 
 Generated from `pipeline/config.schema.yaml` by `python -m pipeline config-docs > config/README.md`.
-The workflow validates `config/config.yaml` (or `--configfile`) against that schema when it loads:
-unknown keys, wrong types and out-of-range values fail before any job runs, naming the key.
+The workflow reads exactly the files named with `--configfile` (in order, a later file winning key by
+key), or `config/config.yaml` when none is named, and validates the result against that schema when
+it loads: unknown keys (with "did you mean"), wrong types and out-of-range values fail before any job
+runs, naming the key.
 
 - `config/config.yaml`: the default, the offline demo source with a tiny model (minutes on a laptop).
-- `config/vitaldb.yaml`: real VitalDB over its API with TTM r1 (context 1024) as the starting encoder:
-  `snakemake --configfile config/vitaldb.yaml --profile workflow/profiles/slurm` (or `--cores N --resources gpu=1`).
-- `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer.
+- `config/vitaldb.yaml`: real VitalDB over its API with TTM r1 (context 1024) as the starting encoder,
+  one model: `snakemake --configfile config/vitaldb.yaml --profile workflow/profiles/slurm` (or
+  `--cores N --resources gpu=1`).
+- `config/vitaldb-ablations.yaml`: the ablation set (18 more pretrainings), named after vitaldb.yaml:
+  `--configfile config/vitaldb.yaml config/vitaldb-ablations.yaml`.
+- `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer, named
+  after the demo: `--configfile config/config.yaml config/tspulse-demo.yaml`.
 - Another source: `--config source=wfdb wfdb='{root: /data/mimic3wdb-matched}'` (each source's section
   holds its own track names).
 

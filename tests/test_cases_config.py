@@ -63,7 +63,8 @@ def test_demo_case_table(config):
     [
         ({"window": {"stride": -1}}, "window.stride"),
         ({"window": {"length": 1024.5}}, "window.length"),
-        ({"window": {"length": "1024"}}, "window.length"),
+        ({"window": {"length": "1024 samples"}}, "window.length"),  # a string that does not parse stays one
+        ({"local": {"root": "/no/such/release"}, "source": "local"}, "local.root"),  # checked when the workflow loads
         ({"window": {"length": 0}}, "window.length"),
         ({"source": "physionet"}, "source"),
         ({"cases": {"split": {"train": 0.8, "val": 0.1, "test": 0.2}}}, "cases.split"),
@@ -147,3 +148,24 @@ def test_step_params_from_the_rules_pass_unchanged(config):
         assert validate_params(copy.deepcopy(params), ALL_CHECKS) == params
     params = {"source": "demo", "demo": config["demo"], "cases": config["cases"], "download": config["download"]}
     assert validate_params(copy.deepcopy(params), ALL_CHECKS) == params
+
+
+def test_errors_say_the_fix_and_strings_from_the_command_line_are_coerced():
+    """Issue 20: a typo gets "did you mean"; Snakemake's nested --config values (strings) and YAML 1.1
+    floats such as 1e-3 (strings) become the schema's type where they parse exactly."""
+    cfg = raw_config()
+    cfg["train"] = {**cfg["train"], "lrr": 1.0e-3}
+    with pytest.raises(ConfigError, match=r"train: .*'lrr': did you mean 'lr'\?"):
+        validate_config(cfg, ALL_CHECKS)
+    cfg = raw_config()
+    cfg["trian"] = {}
+    with pytest.raises(ConfigError, match=r"'trian': did you mean 'train'\?"):
+        validate_config(cfg, ALL_CHECKS)
+    cfg = raw_config()
+    cfg["train"] = {**cfg["train"], "lr": "1e-3", "epochs": "5", "compile": "false"}
+    out = validate_config(cfg, ALL_CHECKS)
+    assert (out["train"]["lr"], out["train"]["epochs"], out["train"]["compile"]) == (1.0e-3, 5, False)
+    cfg = raw_config()
+    cfg["window"] = {**cfg["window"], "length": "1e3"}  # an integer key: 1e3 does not parse as one
+    with pytest.raises(ConfigError, match=r"window.length: .*YAML 1.1 reads 1e3 as a string"):
+        validate_config(cfg, ALL_CHECKS)

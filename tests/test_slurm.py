@@ -47,14 +47,14 @@ def test_demo_through_the_slurm_profile(slurm, tmp_path):
         "--default-resources", f"slurm_partition={partition}", "runtime=30", "mem_mb=1000", "cpus_per_task=1",
         "--set-resources", "pretrain:gpu=1", f"pretrain:slurm_partition={partition}", "pretrain:runtime=30",
         "pretrain:mem_mb=2000", "pretrain:cpus_per_task=1",
-        "--set-threads", "pretrain=1", "--jobs", "4", "results/export/encoder",
+        "--set-threads", "pretrain=1", "--jobs", "4", "results/demo/export/encoder",
     )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-5000:]
-    assert (tmp_path / "results/export/encoder/model.safetensors").exists()
+    assert (tmp_path / "results/demo/export/encoder/model.safetensors").exists()
 
     # jobs went through SLURM: the pretraining job saw its SLURM job id and its GPU allocation
-    log = (tmp_path / "logs/pretrain.log").read_text()
+    log = (tmp_path / "logs/demo/pretrain.log").read_text()
     m = re.search(r"SLURM job (\d+) on \S+: SLURM_JOB_GPUS=(\S*) CUDA_VISIBLE_DEVICES=(\S*)", log)
     assert m, log[:2000]
     job = subprocess.run(["scontrol", "show", "job", "-o", m.group(1)], capture_output=True, text=True).stdout
@@ -62,5 +62,5 @@ def test_demo_through_the_slurm_profile(slurm, tmp_path):
     assert m.group(3) != ""  # SLURM exported the allocated (fake) device to the job
     # data jobs were grouped (one cluster job per batch), downloads stayed local
     submitted = re.findall(r"Job \S+ has been submitted with SLURM jobid \d+ \(log: \S+/slurm_logs/(\w+)/", out)
-    n_batches = len(list((tmp_path / "results/windows/stats").glob("batch-*.json")))
+    n_batches = len(list((tmp_path / "results/demo/windows/stats").glob("batch-*.json")))
     assert sorted(submitted) == ["group_data_resample_windows"] * n_batches + ["rule_export", "rule_pretrain"], submitted

@@ -3,11 +3,13 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import yaml
 
@@ -39,7 +41,12 @@ def write_config(workdir: Path, small: bool = False, **edits) -> dict:
 
 def planned(workdir) -> dict:
     """{rule: jobs} that `snakemake -n` would run."""
-    r = snakemake(workdir, "-n", "--quiet", "rules")
+    return planned_with(workdir)
+
+
+def planned_with(workdir, *args) -> dict:
+    """{rule: jobs} that `snakemake -n` would run with `args`."""
+    r = snakemake(workdir, "-n", "--quiet", "rules", *args)
     assert r.returncode == 0, r.stderr[-2000:]
     out = {}
     for line in (r.stdout + r.stderr).splitlines():
@@ -60,7 +67,7 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_end_to_end_and_records_faults(demo_run):
     wd = demo_run
-    m = json.loads((wd / "results/windows/manifest.json").read_text())
+    m = json.loads((wd / "results/demo/windows/manifest.json").read_text())
     cases = m["cases"]
     assert "missing track SNUADC/ECG_II" in cases["7"]["skip_reason"]
     assert "truncated gzip" in cases["8"]["skip_reason"]
@@ -70,15 +77,15 @@ def test_demo_runs_end_to_end_and_records_faults(demo_run):
     for caseid in ("1", "9", "10", "24"):
         assert cases[caseid]["kept"] == cases[caseid]["cut"] > 0
     n = 0
-    for shard in (wd / "results/windows").glob("*/shard-*.h5"):
+    for shard in (wd / "results/demo/windows").glob("*/shard-*.h5"):
         with h5py.File(shard) as f:
             n += f["signals"].shape[0]
     assert n == m["totals"]["kept"] > 0
-    encoder = wd / "results/export/encoder"
+    encoder = wd / "results/demo/export/encoder"
     assert {"config.json", "model.safetensors", "preprocessing.json", "README.md"} <= {p.name for p in encoder.iterdir()}
-    log = (wd / "logs/pretrain.log").read_text()
+    log = (wd / "logs/demo/pretrain.log").read_text()
     assert "no GPU available: training on CPU" in log
-    for rule_log in ("logs/demo/case_table.log", "logs/windows/manifest.log", "logs/export.log"):
+    for rule_log in ("logs/demo/case_table.log", "logs/demo/windows/manifest.log", "logs/demo/export.log"):
         assert (wd / rule_log).exists(), rule_log
 
 
@@ -103,7 +110,7 @@ ABLATION_RULES = {"ablation_pretrain", "ablation_export", "ablation_evaluate", "
 
 def test_ablations_share_the_data_stages_and_summarize(demo_run):
     wd = demo_run
-    rows = list(csv.DictReader((wd / "results/ablations/summary.tsv").open(), delimiter="\t"))
+    rows = list(csv.DictReader((wd / "results/demo/ablations/summary.tsv").open(), delimiter="\t"))
     assert [(r["variant"], r["seed"]) for r in rows] == [("channel_independent", "0"), ("cross_signal", "0")]
     # only the mixer rebuilds a hidden PPG from the ECG
     assert float(rows[1]["recon_ppg_from_ecg_mse"]) < 0.5 < float(rows[0]["recon_ppg_from_ecg_mse"])
@@ -123,27 +130,27 @@ def test_ablations_share_the_data_stages_and_summarize(demo_run):
 def test_two_variants_two_seeds_run_on_one_set_of_shards(tmp_path):
     ablations = {"seeds": [0, 1], "variants": {"base": {}, "mask_0.2": {"train": {"mask_ratio": 0.2}}}}
     write_config(tmp_path, small=True, ablations=ablations, train={"epochs": 1})
-    r = snakemake(tmp_path, "results/ablations/summary.tsv", "results/pretrain/summary.json", "--cores", "2", "--resources", "gpu=1")
+    r = snakemake(tmp_path, "results/demo/ablations/summary.tsv", "results/demo/pretrain/summary.json", "--cores", "2", "--resources", "gpu=1")
     assert r.returncode == 0, r.stderr[-4000:]
-    logs = tmp_path / "logs"
+    logs = tmp_path / "logs" / "demo"
     for step in ("pretrain", "export", "evaluate"):
         assert len(list(logs.glob(f"ablations/*/seed*/{step}.log"))) == 4, step
-    batches = len(list((tmp_path / "results/windows/stats").glob("batch-*.json")))
+    batches = len(list((tmp_path / "results/demo/windows/stats").glob("batch-*.json")))
     assert len(list(logs.glob("windows/batch-*.log"))) == len(list(logs.glob("resample/batch-*.log"))) == batches > 0
     assert len(list(logs.glob("pretrain.log"))) == 1
-    rows = list(csv.DictReader((tmp_path / "results/ablations/summary.tsv").open(), delimiter="\t"))
+    rows = list(csv.DictReader((tmp_path / "results/demo/ablations/summary.tsv").open(), delimiter="\t"))
     assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", "0"), ("base", "1"), ("mask_0.2", "0"), ("mask_0.2", "1")]
     assert len({r["best_val_loss"] for r in rows}) == 4  # four different runs
     # base with seed 0 is the main config: the same run as the main one, to the bit
-    main = json.loads((tmp_path / "results/pretrain/summary.json").read_text())
+    main = json.loads((tmp_path / "results/demo/pretrain/summary.json").read_text())
     assert float(rows[0]["best_val_loss"]) == pytest.approx(main["best_val"], rel=1e-5)
     for run in ("base/seed1", "mask_0.2/seed0"):
-        assert (tmp_path / f"results/ablations/{run}/export/encoder/model.safetensors").stat().st_size > 0
-    assert (tmp_path / "results/ablations/summary.png").exists()
+        assert (tmp_path / f"results/demo/ablations/{run}/export/encoder/model.safetensors").stat().st_size > 0
+    assert (tmp_path / "results/demo/ablations/summary.png").exists()
 
 
 def test_ssl_encoder_beats_random_weights_on_hypotension_and_blood_pressure(demo_run):
-    m = json.loads((demo_run / "results/eval/metrics.json").read_text())
+    m = json.loads((demo_run / "results/demo/eval/metrics.json").read_text())
     tasks = m["tasks"]
     assert all("results" in r for r in tasks.values()), {t: r.get("skipped") for t, r in tasks.items()}
     assert min(r["n_test_subjects"] for t, r in tasks.items() if r["level"] == "window") >= 10
@@ -207,14 +214,14 @@ def test_wfdb_source_through_the_workflow(tmp_path):
 
     build_root(tmp_path / "mimic")
     write_config(tmp_path)
-    r = snakemake(tmp_path, "--cores", "2", "results/windows/qc.png", "--config", "source=wfdb",
+    r = snakemake(tmp_path, "--cores", "2", "results/wfdb/windows/qc.png", "--config", "source=wfdb",
                   f"wfdb={{root: {tmp_path / 'mimic'}}}")
     assert r.returncode == 0, r.stderr[-4000:]
-    m = json.loads((tmp_path / "results/windows/manifest.json").read_text())
+    m = json.loads((tmp_path / "results/wfdb/windows/manifest.json").read_text())
     reasons = {c: v.get("skip_reason", "") for c, v in m["cases"].items()}
     assert any("missing track PLETH" in s for s in reasons.values()), reasons
     assert m["totals"]["kept"] > 0 and m["totals"]["cases_used"] >= 2
-    shard = next((tmp_path / "results/windows").glob("*/shard-*.h5"))
+    shard = next((tmp_path / "results/wfdb/windows").glob("*/shard-*.h5"))
     with h5py.File(shard) as f:
         assert list(f.attrs["tracks"]) == ["PLETH", "II"]
     assert (tmp_path / "resources/wfdb/cases").is_dir() and not list((tmp_path / "resources/wfdb/cases").glob("*.vital"))
@@ -242,14 +249,15 @@ def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tm
 
 def test_tspulse_backbone_end_to_end(tmp_path):
     """`--configfile config/tspulse-demo.yaml`: the demo with a tiny TSPulse; the export says so."""
-    write_config(tmp_path, small=True)  # fewer cases and epochs; the TSPulse file is merged over it
+    write_config(tmp_path, small=True)  # fewer cases and epochs; the TSPulse file is layered over it, both named
     (tmp_path / "config" / "tspulse-demo.yaml").write_text((REPO / "config" / "tspulse-demo.yaml").read_text())
-    r = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", "config/tspulse-demo.yaml")
+    r = snakemake(tmp_path, "--cores", "2", "--resources", "gpu=1", "--configfile", str(tmp_path / "config/config.yaml"),
+                  str(tmp_path / "config/tspulse-demo.yaml"))
     assert r.returncode == 0, r.stderr[-4000:]
-    exported = json.loads((tmp_path / "results/export/encoder/config.json").read_text())
+    exported = json.loads((tmp_path / "results/demo/export/encoder/config.json").read_text())
     assert exported["model_type"] == "tspulse"
-    assert json.loads((tmp_path / "results/export/encoder/preprocessing.json").read_text())["backbone"] == "tspulse"
-    m = json.loads((tmp_path / "results/eval/metrics.json").read_text())
+    assert json.loads((tmp_path / "results/demo/export/encoder/preprocessing.json").read_text())["backbone"] == "tspulse"
+    m = json.loads((tmp_path / "results/demo/eval/metrics.json").read_text())
     assert "results" in m["tasks"]["map_mmHg"]  # the small demo's cases are too short for the hypotension horizons
     assert m["reconstruction"]["random_patches"]["model"] < m["reconstruction"]["random_patches"]["linear_interpolation"]
 
@@ -272,12 +280,74 @@ def test_a_transient_download_fault_fails_the_job_and_a_rerun_completes_the_mani
     with FaultyServer(files, {"/1.0.1/2.vital": ["500"] * 2}) as srv:  # 1 + 1 retry: both 503
         write_config(tmp_path, source="vitaldb", vitaldb={"api_url": srv.url},
                      download={"retries": 1, "backoff_s": 0.01, "timeout_s": 5})
-        first = snakemake(tmp_path, "--cores", "1", "--retries", "0", "results/windows/manifest.json")  # the profile retries
+        first = snakemake(tmp_path, "--cores", "1", "--retries", "0", "results/vitaldb/windows/manifest.json")  # the profile retries
         assert first.returncode != 0 and "case 2" in first.stdout + first.stderr
         assert dict(srv.requests)["/1.0.1/1.vital"] == 1 and dict(srv.requests)["/1.0.1/3.vital"] == 1
-        second = snakemake(tmp_path, "--cores", "1", "results/windows/manifest.json")
+        second = snakemake(tmp_path, "--cores", "1", "results/vitaldb/windows/manifest.json")
         assert second.returncode == 0, second.stderr[-3000:]
         requests = dict(srv.requests)
     assert requests["/1.0.1/2.vital"] == 3 and requests["/1.0.1/1.vital"] == requests["/1.0.1/3.vital"] == 1
-    m = json.loads((tmp_path / "results/windows/manifest.json").read_text())
+    m = json.loads((tmp_path / "results/vitaldb/windows/manifest.json").read_text())
     assert m["cases"]["2"]["kept"] > 0 and m["totals"]["cases_used"] == 3
+
+
+# ----------------------------------------------------------------------------- issue 20: the run you asked for
+def planned_pretrainings(workdir: Path, *configfiles: str) -> list[int]:
+    """train.epochs of every pretraining (main and ablation runs) that `snakemake -n -p` plans with
+    exactly these config files (paths relative to `workdir`, where the command runs)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n", "-p", "--configfile", *configfiles]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    epochs = []
+    for line in r.stdout.splitlines():
+        if "-m pipeline pretrain --params" in line:
+            params = line.split("--params ", 1)[1].split(" --manifest", 1)[0]
+            epochs.append(json.loads(params.strip("'"))["train"]["epochs"])
+    return sorted(epochs)
+
+
+@pytest.mark.parametrize("files, epochs", [
+    (["config/config.yaml"], [4, 4, 12]),  # the demo: two 4-epoch variants beside its 12-epoch run
+    (["config/vitaldb.yaml"], [100]),  # VitalDB trains one model
+    (["config/vitaldb.yaml", "config/vitaldb-ablations.yaml"], [100] * 19),  # 6 variants x 3 seeds, named on purpose
+    (["config/config.yaml", "config/tspulse-demo.yaml"], [12]),  # enabled: false switches the demo's variants off
+])
+def test_each_shipped_config_plans_exactly_the_runs_it_says(tmp_path, files, epochs):
+    """No file leaks into another: the workflow reads only the files named (before, vitaldb.yaml was
+    layered over the demo config: 21 ablation runs, one of them at the demo's 4 epochs)."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    assert planned_pretrainings(tmp_path, *files) == epochs
+
+
+def test_switching_the_source_never_reuses_the_other_sources_results(demo_run, tmp_path):
+    """After the demo: `--config source=local local={root: ...}` plans the local case table and
+    everything after it (it said "Nothing to be done" when results/ were not keyed by source), runs
+    the local data end to end, and leaves the demo's results as they were."""
+    import vitaldb
+
+    from pipeline.data.sources.demo import synth_signals
+
+    root = tmp_path / "release"
+    (root / "vital_files").mkdir(parents=True)
+    clinical, trks = ["caseid,subjectid,casestart,caseend,age,sex"], ["caseid,tname,tid"]
+    for caseid in (1, 2, 3):
+        ppg, ecg = synth_signals(60.0 + 10 * caseid, 120.0, np.random.default_rng(caseid))
+        vf = vitaldb.VitalFile()
+        vf.dgmt, vf.dtstart, vf.dtend = 0, 1.6e9, 1.6e9 + 120
+        vf.add_track("SNUADC/PLETH", [{"dt": 1.6e9, "val": ppg.astype(np.float32)}], srate=500)
+        vf.add_track("SNUADC/ECG_II", [{"dt": 1.6e9, "val": ecg.astype(np.float32)}], srate=500)
+        assert vf.to_vital(str(root / "vital_files" / f"{caseid:04d}.vital"))
+        clinical.append(f"{caseid},{caseid},0,120,50,F")
+        trks += [f"{caseid},SNUADC/PLETH,x", f"{caseid},SNUADC/ECG_II,x"]
+    (root / "clinical_data.csv").write_text("\n".join(clinical) + "\n")
+    (root / "track_names.csv").write_text("\n".join(trks) + "\n")
+    demo_manifest = (demo_run / "results/demo/windows/manifest.json").read_bytes()
+    local = ["--config", "source=local", f"local={{root: {root}}}"]
+    jobs = planned_with(demo_run, *local)
+    assert jobs.get("case_table") == 1 and {"pretrain", "export", "evaluate"} <= set(jobs), jobs
+    r = snakemake(demo_run, "--cores", "2", "results/local/windows/manifest.json", *local)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((demo_run / "results/local/windows/manifest.json").read_text())
+    assert set(m["cases"]) == {"1", "2", "3"} and m["totals"]["kept"] > 0
+    assert (demo_run / "results/demo/windows/manifest.json").read_bytes() == demo_manifest

@@ -2,7 +2,7 @@
 
 The config's `ablations` section names variants, each a set of overrides of `model` and `train`,
 and seeds. Every (variant, seed) is one run, pretrained, exported and evaluated under
-`results/ablations/<variant>/seed<seed>/` from the same shards as the main run. `run_config`
+`results/<source>/ablations/<variant>/seed<seed>/` from the same shards as the main run. `run_config`
 derives a run's config; `check_ablations` validates every variant's merged config when the
 workflow loads; `write_summary` gathers the runs into `summary.tsv` and a plot.
 """
@@ -36,18 +36,24 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
+def variants(config: dict) -> dict:
+    """The ablation variants that run: `ablations.variants`, or none when `ablations.enabled` is false."""
+    a = config["ablations"]
+    return a["variants"] if a.get("enabled", True) else {}
+
+
 def run_config(config: dict, variant: str, seed: int) -> dict:
     """The full config of one ablation run: the main config with the variant's overrides and
     train.seed = seed; it has no ablations of its own, and its evaluation probes the frozen encoders
     only (evaluate.finetune_epochs = 0: the summary reads the SSL encoder's metrics; fine-tuning and
     the supervised baseline belong to the main evaluation)."""
-    variants = config["ablations"]["variants"]
-    if variant not in variants:
-        raise ConfigError(f"ablations.variants: no variant {variant!r} (have {sorted(variants)})")
+    active = variants(config)
+    if variant not in active:
+        raise ConfigError(f"ablations.variants: no variant {variant!r} that runs (have {sorted(active)})")
     cfg = copy.deepcopy(config)
     cfg["ablations"] = {}
     for section in SECTIONS:
-        cfg[section] = merge(config[section], variants[variant].get(section, {}))
+        cfg[section] = merge(config[section], active[variant].get(section, {}))
     cfg["train"]["seed"] = int(seed)
     cfg["evaluate"] = dict(cfg["evaluate"], finetune_epochs=0)
     return cfg
@@ -57,7 +63,7 @@ def check_ablations(config: dict, checks: Checks) -> None:
     """Every variant's merged config passes the schema and `checks` (every stage's cross-key rules:
     `pipeline.evaluation.checks.STAGE_CHECKS`), so a bad override fails when the workflow loads,
     naming the variant."""
-    for name in config["ablations"]["variants"]:
+    for name in variants(config):
         try:
             validate_config(run_config(config, name, config["ablations"]["seeds"][0]), checks)
         except ConfigError as e:
@@ -76,7 +82,7 @@ def main_metrics(metrics: dict) -> dict[str, float]:
 
 
 def run_row(run_dir: str | Path) -> dict:
-    """One summary row from a run folder results/ablations/<variant>/seed<seed>."""
+    """One summary row from a run folder results/<source>/ablations/<variant>/seed<seed>."""
     m = RUN_DIR.search(str(run_dir).replace("\\", "/"))
     if not m:
         raise ValueError(f"{run_dir}: not an ablation run folder (…/ablations/<variant>/seed<seed>)")

@@ -339,7 +339,7 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
     train = load_split(train_shards, eval_cfg["max_windows"], seed)
     test = load_split(test_shards, eval_cfg["max_windows"], seed + 1)
     if len(train["caseid"]) == 0 or len(test["caseid"]) == 0:
-        raise ValueError("evaluation needs windows in both the train and the test split (see results/windows/manifest.json)")
+        raise ValueError("evaluation needs windows in both the train and the test split (see results/<source>/windows/manifest.json)")
     log.info("evaluating on %d train and %d test windows (%d / %d subjects)", len(train["caseid"]), len(test["caseid"]),
              len(np.unique(train["subjectid"])), len(np.unique(test["subjectid"])))
     wanted = {window_key(c, t) for split in (train, test) for c, t in zip(split["caseid"], split["start_s"])}

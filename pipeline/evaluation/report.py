@@ -1,4 +1,4 @@
-"""Figures and the HTML report of the evaluation (`results/eval/`), from its metrics dict.
+"""Figures and the HTML report of the evaluation (`results/<source>/eval/`), from its metrics dict.
 
 - probes.png: per task, the paired difference SSL - baseline in the task's main metric with its 95%
   subject-bootstrap interval (each task on its own axis, so no interval dwarfs another task's);

@@ -187,7 +187,7 @@ class Trainer:
         self.val_ds = ShardBatches(val_shards, c["batch_size"], c["block_windows"], c["shuffle_blocks"], shuffle=False,
                                    seed=seed, max_windows=c["max_val_windows"])
         if self.train_ds.num_windows == 0:
-            raise ValueError("no training windows in the train shards: check results/windows/manifest.json (kept_per_split)")
+            raise ValueError("no training windows in the train shards: check results/<source>/windows/manifest.json (kept_per_split)")
         if self.val_ds.num_windows == 0:
             raise ValueError("no validation windows in the val shards: widen cases.split.val or add cases")
         self.spe = self.train_ds.steps_per_epoch()

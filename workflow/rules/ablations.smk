@@ -1,18 +1,18 @@
 # Lint left on purpose: `snakemake --lint` asks for a conda env or container per rule. Every rule
 # runs `python -m pipeline` from the one environment installed from pyproject.toml (README).
 # Ablations (docs/design.md, "Ablations"): each variant of config `ablations.variants`, once per seed
-# of `ablations.seeds`, pretrained, exported and evaluated under results/ablations/{variant}/seed{seed}/
+# of `ablations.seeds`, pretrained, exported and evaluated under results/<source>/ablations/{variant}/seed{seed}/
 # by the same rules as the main run (use rule ... with), from the same shards.
 
 
 wildcard_constraints:
-    variant="|".join(re.escape(v) for v in config["ablations"]["variants"]) or "(?!)",
+    variant="|".join(re.escape(v) for v in ABLATION_VARIANTS) or "(?!)",
     seed=r"\d+",
 
 
 use rule pretrain as ablation_pretrain with:
     input:
-        manifest="results/windows/manifest.json",
+        manifest="results/{source}/windows/manifest.json",
         train=shards("train"),
         val=shards("val"),
         pretrained=run_pretrained_input,
@@ -23,9 +23,9 @@ use rule pretrain as ablation_pretrain with:
         loss=f"{ABLATION_RUN}/pretrain/loss.png",
         recon=f"{ABLATION_RUN}/pretrain/reconstruction.png",
     log:
-        "logs/ablations/{variant}/seed{seed}/pretrain.log",
+        "logs/{source}/ablations/{variant}/seed{seed}/pretrain.log",
     benchmark:
-        "logs/benchmarks/ablations/{variant}-seed{seed}-pretrain.tsv"
+        "logs/{source}/benchmarks/ablations/{variant}-seed{seed}-pretrain.tsv"
     params:
         cfg=run_section("model", "train"),
         pretrained=lambda w: pretrained_arg(run_model(w)),
@@ -34,13 +34,13 @@ use rule pretrain as ablation_pretrain with:
 use rule export as ablation_export with:
     input:
         model=f"{ABLATION_RUN}/pretrain/model.pt",
-        manifest="results/windows/manifest.json",
+        manifest="results/{source}/windows/manifest.json",
         metrics=f"{ABLATION_RUN}/pretrain/metrics.csv",
         summary=f"{ABLATION_RUN}/pretrain/summary.json",
     output:
         directory(f"{ABLATION_RUN}/export/encoder"),
     log:
-        "logs/ablations/{variant}/seed{seed}/export.log",
+        "logs/{source}/ablations/{variant}/seed{seed}/export.log",
 
 
 use rule evaluate as ablation_evaluate with:
@@ -59,9 +59,9 @@ use rule evaluate as ablation_evaluate with:
         efficiency=f"{ABLATION_RUN}/eval/label_efficiency.png",
         table=f"{ABLATION_RUN}/eval/probes.html",
     log:
-        "logs/ablations/{variant}/seed{seed}/evaluate.log",
+        "logs/{source}/ablations/{variant}/seed{seed}/evaluate.log",
     benchmark:
-        "logs/benchmarks/ablations/{variant}-seed{seed}-evaluate.tsv"
+        "logs/{source}/benchmarks/ablations/{variant}-seed{seed}-evaluate.tsv"
     params:
         cfg=run_section("model", "train", "evaluate", "signals", "labels"),
         pretrained=lambda w: pretrained_arg(run_model(w)),
@@ -70,20 +70,21 @@ use rule evaluate as ablation_evaluate with:
 rule ablation_summary:
     input:
         expand(
-            "results/ablations/{variant}/seed{seed}/{part}",
-            variant=list(config["ablations"]["variants"]),
+            "results/{source}/ablations/{variant}/seed{seed}/{part}",
+            variant=list(ABLATION_VARIANTS),
             seed=config["ablations"]["seeds"],
             part=["pretrain/summary.json", "eval/metrics.json"],
+            allow_missing=True,
         ),
     output:
-        tsv="results/ablations/summary.tsv",
+        tsv="results/{source}/ablations/summary.tsv",
         png=report(
-            "results/ablations/summary.png",
+            "results/{source}/ablations/summary.png",
             caption="../report/ablations.rst",
             category="Ablations",
         ),
     log:
-        "logs/ablations/summary.log",
+        "logs/{source}/ablations/summary.log",
     localrule: True
     params:
         runs=ablation_run_dirs(),

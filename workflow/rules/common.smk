@@ -4,9 +4,19 @@ import shlex
 from pathlib import Path
 
 from pipeline.model import backbones
-from pipeline.evaluation.ablations import run_config
+from pipeline.evaluation.ablations import run_config, variants
 from pipeline.data.cases import batches as table_batches
 from pipeline.data.sources import source_class
+
+# Everything derived from a source lives under results/<source>/ (logs under logs/<source>/): a
+# switch of source never reuses another source's outputs, and the {source} wildcard only ever
+# takes the configured source (docs/design.md, "File layout").
+SOURCE = config["source"]
+ABLATION_VARIANTS = variants(config)  # none when ablations.enabled is false
+
+
+wildcard_constraints:
+    source=re.escape(SOURCE),
 
 
 def section(*keys):
@@ -44,19 +54,19 @@ def tracks_params(*extra):
 # the full config of every ablation run (pipeline/evaluation/ablations.py), built once
 RUN_CONFIGS = {
     (v, s): run_config(config, v, s)
-    for v in config["ablations"]["variants"]
+    for v in ABLATION_VARIANTS
     for s in config["ablations"]["seeds"]
 }
 
 
-ABLATION_RUN = "results/ablations/{variant}/seed{seed}"
+ABLATION_RUN = "results/{source}/ablations/{variant}/seed{seed}"
 
 
 def ablation_run_dirs():
     """Every run folder of the ablations, quoted for the shell."""
     return " ".join(
-        shlex.quote(ABLATION_RUN.format(variant=v, seed=s))
-        for v in config["ablations"]["variants"]
+        shlex.quote(ABLATION_RUN.format(source=SOURCE, variant=v, seed=s))
+        for v in ABLATION_VARIANTS
         for s in config["ablations"]["seeds"]
     )
 
@@ -109,30 +119,37 @@ def batch_ids(wildcards=None):
 
 def source_file(pattern):
     """Input function: a path under resources/<source>/ for the current batch."""
-    return lambda w: pattern.format(source=config["source"], **w)
+    return lambda w: pattern.format(**{**w, "source": SOURCE})
 
 
 def shards(split):
     """Input function: the window shards of one split, one per batch."""
     return lambda w: expand(
-        "results/windows/{split}/shard-{batch}.h5", split=split, batch=batch_ids()
+        "results/{source}/windows/{split}/shard-{batch}.h5",
+        source=SOURCE,
+        split=split,
+        batch=batch_ids(),
     )
 
 
 def label_files(wildcards):
-    return expand("results/labels/batch-{batch}.tsv", batch=batch_ids())
+    return expand(
+        "results/{source}/labels/batch-{batch}.tsv", source=SOURCE, batch=batch_ids()
+    )
 
 
 def window_stats(wildcards):
-    return expand("results/windows/stats/batch-{batch}.json", batch=batch_ids())
+    return expand(
+        "results/{source}/windows/stats/batch-{batch}.json",
+        source=SOURCE,
+        batch=batch_ids(),
+    )
 
 
 def all_targets(wildcards):
-    ablations = (
-        ["results/ablations/summary.tsv"] if config["ablations"]["variants"] else []
-    )
+    ablations = ["ablations/summary.tsv"] if ABLATION_VARIANTS else []
     return [
-        "results/windows/qc.png",
-        "results/export/encoder",
-        "results/eval/metrics.json",
-    ] + ablations
+        f"results/{SOURCE}/{path}"
+        for path in ["windows/qc.png", "export/encoder", "eval/metrics.json"]
+        + ablations
+    ]

@@ -40,31 +40,31 @@ rule resample:
     input:
         source_file("resources/{source}/cases/batch-{batch}.json"),
     output:
-        "results/resampled/batch-{batch}.json",
+        "results/{source}/resampled/batch-{batch}.json",
     log:
-        "logs/resample/batch-{batch}.log",
+        "logs/{source}/resample/batch-{batch}.log",
     benchmark:
-        "logs/benchmarks/resample/batch-{batch}.tsv"
+        "logs/{source}/benchmarks/resample/batch-{batch}.tsv"
     params:
         cfg=reader_params("signals"),
     shell:
         "python -m pipeline resample --params {params.cfg:q} --download-status {input:q}"
-        " --outdir results/resampled --status {output:q} 2> {log:q}"
+        " --outdir results/{wildcards.source}/resampled --status {output:q} 2> {log:q}"
 
 
 rule windows:
     input:
         cases=source_file("resources/{source}/cases.tsv"),
-        resampled="results/resampled/batch-{batch}.json",
+        resampled="results/{source}/resampled/batch-{batch}.json",
     output:
-        train="results/windows/train/shard-{batch}.h5",
-        val="results/windows/val/shard-{batch}.h5",
-        test="results/windows/test/shard-{batch}.h5",
-        stats="results/windows/stats/batch-{batch}.json",
+        train="results/{source}/windows/train/shard-{batch}.h5",
+        val="results/{source}/windows/val/shard-{batch}.h5",
+        test="results/{source}/windows/test/shard-{batch}.h5",
+        stats="results/{source}/windows/stats/batch-{batch}.json",
     log:
-        "logs/windows/batch-{batch}.log",
+        "logs/{source}/windows/batch-{batch}.log",
     benchmark:
-        "logs/benchmarks/windows/batch-{batch}.tsv"
+        "logs/{source}/benchmarks/windows/batch-{batch}.tsv"
     params:
         cfg=tracks_params("signals", "window", "quality"),
     shell:
@@ -77,9 +77,9 @@ rule manifest:
     input:
         window_stats,
     output:
-        "results/windows/manifest.json",
+        "results/{source}/windows/manifest.json",
     log:
-        "logs/windows/manifest.log",
+        "logs/{source}/windows/manifest.log",
     localrule: True
     params:
         cfg=tracks_params("signals", "window", "quality"),
@@ -89,18 +89,20 @@ rule manifest:
 
 rule qc:
     input:
-        "results/windows/manifest.json",
+        "results/{source}/windows/manifest.json",
     output:
         png=report(
-            "results/windows/qc.png", caption="../report/qc.rst", category="Data QC"
+            "results/{source}/windows/qc.png",
+            caption="../report/qc.rst",
+            category="Data QC",
         ),
         table=report(
-            "results/windows/qc.html",
+            "results/{source}/windows/qc.html",
             caption="../report/qc_table.rst",
             category="Data QC",
         ),
     log:
-        "logs/windows/qc.log",
+        "logs/{source}/windows/qc.log",
     localrule: True
     shell:
         "python -m pipeline qc --manifest {input:q} --png {output.png:q} --html {output.table:q} 2> {log:q}"

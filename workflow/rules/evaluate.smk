@@ -8,15 +8,15 @@
 rule labels:
     input:
         download=source_file("resources/{source}/cases/batch-{batch}.json"),
-        train="results/windows/train/shard-{batch}.h5",
-        val="results/windows/val/shard-{batch}.h5",
-        test="results/windows/test/shard-{batch}.h5",
+        train="results/{source}/windows/train/shard-{batch}.h5",
+        val="results/{source}/windows/val/shard-{batch}.h5",
+        test="results/{source}/windows/test/shard-{batch}.h5",
     output:
-        "results/labels/batch-{batch}.tsv",
+        "results/{source}/labels/batch-{batch}.tsv",
     log:
-        "logs/labels/batch-{batch}.log",
+        "logs/{source}/labels/batch-{batch}.log",
     benchmark:
-        "logs/benchmarks/labels/batch-{batch}.tsv"
+        "logs/{source}/benchmarks/labels/batch-{batch}.tsv"
     params:
         cfg=reader_params("labels", "window", "signals"),
     shell:
@@ -26,39 +26,39 @@ rule labels:
 
 rule evaluate:
     input:
-        encoder="results/export/encoder",
-        model="results/pretrain/model.pt",
+        encoder="results/{source}/export/encoder",
+        model="results/{source}/pretrain/model.pt",
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
         test=shards("test"),
         labels=label_files,
         pretrained=pretrained_input(config["model"]),
     output:
-        metrics="results/eval/metrics.json",
+        metrics="results/{source}/eval/metrics.json",
         plot=report(
-            "results/eval/probes.png",
+            "results/{source}/eval/probes.png",
             caption="../report/probes.rst",
             category="Evaluation",
         ),
         roc=report(
-            "results/eval/roc.png",
+            "results/{source}/eval/roc.png",
             caption="../report/roc.rst",
             category="Evaluation",
         ),
         efficiency=report(
-            "results/eval/label_efficiency.png",
+            "results/{source}/eval/label_efficiency.png",
             caption="../report/label_efficiency.rst",
             category="Evaluation",
         ),
         table=report(
-            "results/eval/probes.html",
+            "results/{source}/eval/probes.html",
             caption="../report/probes_table.rst",
             category="Evaluation",
         ),
     log:
-        "logs/evaluate.log",
+        "logs/{source}/evaluate.log",
     benchmark:
-        "logs/benchmarks/evaluate.tsv"
+        "logs/{source}/benchmarks/evaluate.tsv"
     threads: 2
     # embeddings and the labelled training run on the GPU where there is one; on a small machine the
     # resource also keeps evaluations from competing with pretraining for the same cores

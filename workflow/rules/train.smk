@@ -20,28 +20,28 @@ rule pretrained:
 
 rule pretrain:
     input:
-        manifest="results/windows/manifest.json",
+        manifest="results/{source}/windows/manifest.json",
         train=shards("train"),
         val=shards("val"),
         pretrained=pretrained_input(config["model"]),
     output:
-        model="results/pretrain/model.pt",
-        metrics="results/pretrain/metrics.csv",
-        summary="results/pretrain/summary.json",
+        model="results/{source}/pretrain/model.pt",
+        metrics="results/{source}/pretrain/metrics.csv",
+        summary="results/{source}/pretrain/summary.json",
         loss=report(
-            "results/pretrain/loss.png",
+            "results/{source}/pretrain/loss.png",
             caption="../report/loss.rst",
             category="Pretraining",
         ),
         recon=report(
-            "results/pretrain/reconstruction.png",
+            "results/{source}/pretrain/reconstruction.png",
             caption="../report/reconstruction.rst",
             category="Pretraining",
         ),
     log:
-        "logs/pretrain.log",
+        "logs/{source}/pretrain.log",
     benchmark:
-        "logs/benchmarks/pretrain.tsv"
+        "logs/{source}/benchmarks/pretrain.tsv"
     # the job splits these between torch's threads and loader workers, capped by the cores it may
     # use (pipeline/model/cores.py); under torchrun each process takes its part
     threads: 4
@@ -61,14 +61,14 @@ rule pretrain:
 
 rule export:
     input:
-        model="results/pretrain/model.pt",
-        manifest="results/windows/manifest.json",
-        metrics="results/pretrain/metrics.csv",
-        summary="results/pretrain/summary.json",
+        model="results/{source}/pretrain/model.pt",
+        manifest="results/{source}/windows/manifest.json",
+        metrics="results/{source}/pretrain/metrics.csv",
+        summary="results/{source}/pretrain/summary.json",
     output:
-        directory("results/export/encoder"),
+        directory("results/{source}/export/encoder"),
     log:
-        "logs/export.log",
+        "logs/{source}/export.log",
     params:
         cfg=tracks_params("signals", "window"),
     shell:

@@ -59,9 +59,12 @@ class Source:
     @classmethod
     def check_config(cls, section: dict) -> None:
         """Rules on the source's section beyond the schema: a `root` folder is required where the
-        section has one."""
+        section has one, and must exist (checked when the workflow loads, not in a job's traceback)."""
         if "root" in section and not section["root"]:
             raise ConfigError(f"{cls.name}.root: required when source is {cls.name!r} (the folder of its files)")
+        if "root" in section and not Path(section["root"]).expanduser().is_dir():
+            raise ConfigError(f"{cls.name}.root: {section['root']!r} is not a folder on this machine "
+                              f"(give the folder of the {cls.name} files: --config {cls.name}='{{root: /path}}')")
 
     def tracks(self) -> list[str]:
         """The source's track names, in channel order (pipeline.channels.CHANNELS)."""
