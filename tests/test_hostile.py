@@ -162,3 +162,32 @@ def test_the_case_table_marks_excluded_cases():
     cfg = {"split": {"train": 1.0, "val": 0.0, "test": 0.0}, "split_salt": "s", "caseids": None, "limit": None,
            "batch_size": 64, "exclude": [2, 99]}
     assert [r["excluded"] for r in finish_table(rows, cfg, "P", "E")] == [False, True, False]
+
+
+def test_an_unexpected_error_while_windowing_one_case_skips_that_case_only(tmp_path, config, monkeypatch):
+    import numpy as np
+
+    import pipeline.data.windows as windows
+    from pipeline.data.resample import write_resampled
+
+    rows, status = [], {}
+    for caseid in (1, 2):
+        signals = np.zeros((2, 3000), np.float32)
+        write_resampled(tmp_path / f"{caseid}.h5", signals, np.zeros((2, 3000), bool), {"caseid": caseid})
+        status[str(caseid)] = {"status": "ok", "path": str(tmp_path / f"{caseid}.h5")}
+        rows.append({"caseid": caseid, "subjectid": caseid, "split": "train", "batch": 0})
+    real = windows.window_case
+    calls = []
+
+    def buggy(signals, *a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IndexError("index 7 is out of bounds")
+        return real(signals, *a, **k)
+
+    monkeypatch.setattr(windows, "window_case", buggy)
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], **{k: config[k] for k in ("signals", "window", "quality")}}
+    stats = windows.windows_batch(rows, status, params, {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
+                                  tmp_path / "stats.json", 0)
+    assert stats["1"]["skip_reason"] == "windows: unexpected error: IndexError: index 7 is out of bounds"
+    assert stats["1"]["unexpected"] == "IndexError" and stats["2"]["cut"] == 2

@@ -23,6 +23,7 @@ from pipeline.channels import CHANNELS
 from pipeline.config import SPLITS
 from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.data.resample import read_resampled
+from pipeline.errors import classify
 from pipeline.io import atomic_path, digest, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,16 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
                 log.warning("case %s skipped at windows: unreadable resampled file %s (%s)", caseid, st["path"], e)
                 stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"windows: unreadable resampled file ({e})"}
                 continue
-            win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"])
+            try:
+                win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"])
+            except Exception as e:  # noqa: BLE001 -- errors.classify: one case's fault never stops the batch
+                fault = classify(e)
+                if fault.transient:
+                    raise
+                log.error("case %s skipped at windows: %s", caseid, fault.reason)
+                stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"windows: {fault.reason}",
+                                 **({"unexpected": fault.unexpected} if fault.unexpected else {})}
+                continue
             entry.update(s)
             if s["cut"] == 0:
                 entry["skip_reason"] = f"shorter than one window ({signals.shape[1]} < {L} samples)"
