@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipeline.data.windows import build_manifest
 from pipeline.model.dataset import ShardBatches, make_loader
@@ -243,11 +244,11 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
     train, val = tiny_shards(tmp_path / "data")
     pretrain(model_cfg, dict(TINY_TRAIN, epochs=1), train, val, tmp_path / "pre", "d")
     stats = tmp_path / "stats.json"
-    stats.write_text(json.dumps({"1": {"split": "train", "cut": 5, "kept": 4, "rejected": {"nan": 1}}}))
+    stats.write_text(json.dumps({"1": {"split": "train", "subjectid": 11, "cut": 5, "kept": 4, "rejected": {"nan": 1}}}))
     build_manifest([stats], tmp_path / "manifest.json", {})
     out = tmp_path / "export" / "encoder"
     pre = tmp_path / "pre"
-    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"]}
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], "signals": config["signals"], "window": config["window"], "source": "demo"}
     export_encoder(pre / "model.pt", tmp_path / "manifest.json", pre / "metrics.csv", pre / "summary.json", params, out)
     mixer_files = ["channel_mixer.json", "channel_mixer.safetensors"] if mixing == "mixer" else []
     files = ["README.md", "config.json", "model.safetensors", "preprocessing.json", *mixer_files]
@@ -255,7 +256,13 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
     prep = json.loads((out / "preprocessing.json").read_text())
     assert prep["fs"] == 125 and prep["window"] == 1024 and prep["channels"] == ["PPG", "ECG"] and prep["channel_mixing"] == mixing
     assert json.loads((out / "config.json").read_text())["model_type"] == "tinytimemixer"
-    assert "How to load" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "How to load" in card and "Intended use and limitations" in card
+    meta = yaml.safe_load(card.split("---\n")[1])  # front matter as model hubs read it
+    assert meta["license"] == "other" and meta["datasets"] == ["demo"] and meta["library_name"] == "granite-tsfm"
+    assert "ppg" in meta["tags"] and "tinytimemixer" in meta["tags"] and "base_model" not in meta
+    assert f"-> [N, 2, {2 * model_cfg['d_model']}]" in card  # the shape embed() returns (asserted below)
+    assert '"train": 1' in card  # subjects with windows per split, from the manifest
 
     x = windows(6, seed=4)
     np.save(tmp_path / "x.npy", x)

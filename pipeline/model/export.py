@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from pipeline import __version__
 from pipeline.channels import CHANNELS
@@ -36,7 +37,8 @@ def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
 
 
 def export_encoder(model_path, manifest_path, metrics_path, summary_path, params: dict, out_dir) -> None:
-    """params: `tracks` (channel order), `signals`, `window`."""
+    """params: `tracks` (channel order), `signals`, `window`, and `source` (the name of the data
+    source the encoder was trained on, for the model card; "unknown" when not given)."""
     ckpt = load(model_path)
     model = load_trained(model_path, ckpt)
     manifest = read_json(manifest_path)
@@ -58,10 +60,38 @@ def export_encoder(model_path, manifest_path, metrics_path, summary_path, params
             "pipeline_version": __version__,
         }
         (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
-        (tmp / "README.md").write_text(model_card(ckpt, manifest, summary, pre, Path(metrics_path)))
+        (tmp / "README.md").write_text(model_card(ckpt, manifest, summary, pre, Path(metrics_path), params.get("source", "unknown")))
 
 
-def model_card(ckpt, manifest, summary, pre, metrics_path: Path) -> str:
+def _subjects(manifest: dict) -> dict[str, int]:
+    """Distinct subjects with kept windows, per split."""
+    out: dict[str, set] = {}
+    for case in manifest.get("cases", {}).values():
+        if case.get("kept", 0) > 0:
+            out.setdefault(case["split"], set()).add(case.get("subjectid"))
+    return {k: len(v) for k, v in sorted(out.items())}
+
+
+def front_matter(ckpt: dict, pre: dict, source: str) -> str:
+    """The card's YAML front matter, as model hubs read it (license, tags, datasets, base model,
+    metrics). The code is MIT (LICENSE); the weights carry the terms of use of the data they were
+    trained on, so their license is `other`, named after the source."""
+    m = ckpt["model_cfg"]
+    meta = {
+        "license": "other",
+        "license_name": f"terms of use of the {source} data",
+        "library_name": "granite-tsfm",
+        "pipeline_tag": "feature-extraction",
+        "tags": ["time-series", "biosignals", "ppg", "ecg", "self-supervised", "masked-reconstruction", pre["model_type"], "vitalssl"],
+        "datasets": [source],
+        "metrics": ["masked_mse"],
+    }
+    if m["pretrained"]:
+        meta["base_model"] = m["pretrained"]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n"
+
+
+def model_card(ckpt, manifest, summary, pre, metrics_path: Path, source: str = "unknown") -> str:
     m, t = ckpt["model_cfg"], ckpt["train_cfg"]
     totals = manifest["totals"]
     init = f"{m['pretrained']} @ {m['revision']}" if m["pretrained"] else "random initialisation"
@@ -69,7 +99,7 @@ def model_card(ckpt, manifest, summary, pre, metrics_path: Path) -> str:
     mixing = ("then a channel-mixing block (`channel_mixer.*`) that lets each channel's tokens use the other channel's"
               if m["channel_mixing"] == "mixer" else "channel-independent (no channel mixing: a PPG embedding ignores the ECG)")
     mixer_note = " (without the channel mixer, whose weights are in `channel_mixer.safetensors`)" if m["channel_mixing"] == "mixer" else ""
-    return f"""# vitalssl PPG/ECG encoder ({m['backbone']} backbone, model_type `{pre['model_type']}`)
+    return front_matter(ckpt, pre, source) + f"""# vitalssl PPG/ECG encoder ({m['backbone']} backbone, model_type `{pre['model_type']}`)
 
 Self-supervised encoder for {pre['window']}-sample ({pre['window'] / pre['fs']:.3f} s) windows of PPG and ECG at
 {pre['fs']} Hz, trained by masked-patch reconstruction (masks per window: {mix}; random and block masks hide
@@ -77,9 +107,11 @@ Self-supervised encoder for {pre['window']}-sample ({pre['window'] / pre['fs']:.
 {t['stft_weight']} x multi-resolution STFT, n_fft {t['stft_n_fft']}).
 
 ## Data
+- source: `{source}`; the weights carry the terms of use of that data (the code is MIT, LICENSE)
 - cases: {totals['cases_used']} used of {totals['cases']} in the case table; windows kept {totals['kept']} of {totals['cut']} cut
   (rejected per quality rule: {json.dumps(totals['rejected'])})
-- windows per split: {json.dumps(totals['kept_per_split'])}; split by subject (no subject in two splits)
+- windows per split: {json.dumps(totals['kept_per_split'])}; subjects with windows per split:
+  {json.dumps(_subjects(manifest))}; split by subject (no subject in two splits)
 
 ## Training
 - architecture: {m['backbone']}, context {m['context_length']}, patch {m['patch_length']}, d_model {m['d_model']},
@@ -95,10 +127,23 @@ from pipeline.model.export import embed, load_encoder
 encoder = load_encoder("path/to/encoder")  # x: float32 [batch, 2, {pre['window']}] = (PPG, ECG) at {pre['fs']} Hz,
 hidden = encoder(x)                        # each window and channel z-scored (preprocessing.json)
 # hidden: {pre['embedding']}
-vectors = embed(raw_windows, "path/to/encoder")  # applies the normalization itself -> [N, 2, {m['d_model']}]
+vectors = embed(raw_windows, "path/to/encoder")  # applies the normalization itself -> [N, 2, {2 * m['d_model']}]
 ```
 `config.json` + `model.safetensors` are the backbone alone: they also load with `pipeline.model.backbones.load_export`
 or granite-tsfm's own class for model_type `{pre['model_type']}`{mixer_note}.
+
+## Results
+Pretraining: best validation loss above. What the encoder is worth on downstream tasks (probes
+against baselines, with intervals) is measured by the evaluation after this export: see
+`eval/metrics.json` and `eval/probes.html` beside this folder's `export/`.
+
+## Intended use and limitations
+- Intended use: research on PPG/ECG representations (probing, fine-tuning, retrieval) from
+  {pre['window'] / pre['fs']:.3f} s windows resampled to {pre['fs']} Hz exactly as `preprocessing.json` says.
+- Not a medical device and not validated for clinical decisions: no claim of diagnostic accuracy.
+- The training population is the source's (above); other devices, sites, rates or populations may
+  shift the embeddings. Each window is z-scored per channel, so absolute amplitude is not in the
+  input (`preprocessing.json`).
 """
 
 

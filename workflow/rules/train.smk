@@ -70,7 +70,7 @@ rule export:
     log:
         "logs/{source}/export.log",
     params:
-        cfg=tracks_params("signals", "window"),
+        cfg=tracks_params("signals", "window", "source"),
     shell:
         "python -m pipeline export --params {params.cfg:q} --model {input.model:q} --manifest {input.manifest:q}"
         " --metrics {input.metrics:q} --summary {input.summary:q} --out {output:q} 2> {log:q}"
