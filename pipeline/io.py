@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,3 +116,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def digest(obj) -> str:
     """Short stable digest of a JSON-able object (recorded in outputs to tie them to their config)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def progress(iterable=None, **kwargs):
+    """A tqdm progress bar on a terminal only: where stderr is a file (a job's log), tqdm would write
+    one ever-longer line of carriage returns, so the bar is off there and the caller logs a line per
+    logging interval instead (`bar.disable` says which)."""
+    from tqdm import tqdm
+
+    kwargs["disable"] = kwargs.get("disable", False) or not sys.stderr.isatty()
+    return tqdm(iterable, **kwargs)

@@ -43,7 +43,7 @@ def test_a_pretraining_on_one_allowed_core_takes_one_thread_whatever_the_rule_gi
     train, val = tiny_shards(tmp_path / "data", n_train=(32,), n_val=16)
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"config_digest": "x", "totals": {}}))
-    params = json.dumps({"model": TINY_MODEL, "train": dict(TINY_TRAIN, epochs=1)})
+    params = json.dumps({"model": TINY_MODEL, "train": dict(TINY_TRAIN, epochs=1, log_every_steps=1)})
     core = min(os.sched_getaffinity(0))
     code = (f"import os, sys; os.sched_setaffinity(0, {{{core}}}); sys.argv = ['pipeline'] + sys.argv[1:]\n"
             "from pipeline.__main__ import main; main()")
@@ -55,4 +55,5 @@ def test_a_pretraining_on_one_allowed_core_takes_one_thread_whatever_the_rule_gi
     assert ("cores: 4 threads given, 1 usable (affinity 1): 1 intra-op thread(s), 0 loader worker(s); "
             "OMP_WAIT_POLICY=PASSIVE") in r.stderr
     assert "training on CPU (1 threads)" in r.stderr
+    assert "\r" not in r.stderr and "epoch 1/1 step" in r.stderr  # a log file gets lines, not a progress bar
     assert (tmp_path / "out" / "model.pt").is_file()

@@ -134,3 +134,29 @@ def test_empty_split_shard_is_valid(tmp_path, config):
     windows_batch([], {}, params, shards, tmp_path / "stats.json", 3)
     with h5py.File(shards["test"]) as f:
         assert f["signals"].shape == (0, 2, 1024) and f.attrs["batch"] == 3
+
+
+def test_the_qc_table_is_ordered_by_number_with_totals_a_filter_and_a_column_per_rule(tmp_path):
+    """qc.html at thousands of cases: case ids in numeric order (was text order: 1, 10, 19, 2, ...),
+    the totals, a sortable column per rule and a filter box; qc.png is written beside it."""
+    import re
+
+    from pipeline.data.qc_report import qc_report
+
+    cases = {str(c): {"split": "train", "cut": 10, "kept": 10 - c % 3, "rejected": {r: int(r == "flat") * (c % 3) for r in RULES}}
+             for c in (1, 2, 10, 19, 100)}
+    cases["7"] = {"split": "test", "cut": 0, "kept": 0, "skip_reason": "download: excluded (cases.exclude)", "excluded": True}
+    totals = {"cases": 6, "cases_used": 5, "cut": 50, "kept": 45, "rejected": {r: 5 * (r == "flat") for r in RULES},
+              "kept_per_split": {"train": 45, "val": 0, "test": 0}, "skipped": 1, "excluded": 1, "gave_up": 0,
+              "unexpected_errors": {}}
+    (tmp_path / "m.json").write_text(__import__("json").dumps({"totals": totals, "cases": cases}))
+    qc_report(tmp_path / "m.json", tmp_path / "qc.png", tmp_path / "qc.html")
+    page = (tmp_path / "qc.html").read_text()
+    body = page.split("<tbody>")[1]
+    assert re.findall(r"<tr><td>(\d+)</td>", body) == ["1", "2", "7", "10", "19", "100"]
+    assert "<th>of them excluded (cases.exclude)</th><td>1</td>" in page
+    assert "<th>windows rejected by flat (first failing rule)</th><td>5</td>" in page
+    header = re.findall(r"<th onclick='qcSort\(this\)'>([^<]+)</th>", page)
+    assert header[:4] == ["case", "split", "cut", "kept"] and set(RULES) <= set(header)
+    assert "function qcSort" in page and "oninput='qcFilter(this)'" in page
+    assert (tmp_path / "qc.png").stat().st_size > 10_000

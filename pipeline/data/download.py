@@ -30,13 +30,11 @@ import logging
 import re
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pipeline.config import validate_params
 from pipeline.data.checks import CHECKS
 from pipeline.data.sources import get_source, sample_budget
 from pipeline.errors import FailedFractionError, TransientError, classify
-from pipeline.io import atomic_path, read_json, write_json
+from pipeline.io import atomic_path, progress, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +107,7 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
     earlier, runs = _read_partial(partial_path, key)
     status, transient = {}, {}
     with source.session() as session:
-        for row in tqdm(rows, desc="download", unit="case", mininterval=2):
+        for row in progress(rows, desc="download", unit="case", mininterval=2):
             caseid = str(int(row["caseid"]))
             if str(row.get("excluded", "")) in ("1", "True", "true"):
                 status[caseid] = {"status": "excluded", "stage": "download", "reason": "excluded (cases.exclude)"}

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.data.sources import get_source
 from pipeline.errors import TransientError, classify
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, progress
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +143,7 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
     windows = shard_windows(shard_paths)
     counts = {"cases": len(windows), "windows": 0, "no_label_tracks": 0, "unreadable": 0}
     rows = []
-    for caseid, starts in tqdm(sorted(windows.items()), desc="labels", unit="case", mininterval=5):
+    for caseid, starts in progress(sorted(windows.items()), desc="labels", unit="case", mininterval=5):
         entry = download_status.get(str(caseid), {})
         numerics = {}
         try:

@@ -22,13 +22,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 from scipy.signal import resample_poly
-from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
 from pipeline.data.polyphase import HALF_LEN_FACTOR, Polyphase, StreamedTrack, bridge, nan_runs
 from pipeline.data.sources import MIN_WAVE_HZ, Track, get_source, sample_budget
 from pipeline.errors import CaseError, TransientError, classify
-from pipeline.io import atomic_path, write_json
+from pipeline.io import atomic_path, progress, write_json
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +240,7 @@ def resample_batch(download_status: dict, params: dict, out_dir: str | Path, sta
     """Resample every downloaded case of a batch to `out_dir/<caseid>.h5`; record per-case status."""
     out_dir = Path(out_dir)
     status, transient = {}, {}
-    for caseid, st in tqdm(sorted(download_status.items(), key=lambda kv: int(kv[0])), desc="resample", unit="case", mininterval=2):
+    for caseid, st in progress(sorted(download_status.items(), key=lambda kv: int(kv[0])), desc="resample", unit="case", mininterval=2):
         if st["status"] != "ok":
             status[caseid] = st
             continue

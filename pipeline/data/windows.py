@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from tqdm import tqdm
 
 from pipeline import __version__
 from pipeline.channels import CHANNELS
@@ -24,7 +23,7 @@ from pipeline.config import SPLITS
 from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.data.resample import read_resampled
 from pipeline.errors import classify
-from pipeline.io import atomic_path, digest, read_json, write_json
+from pipeline.io import atomic_path, digest, progress, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
             tmp = stack.enter_context(atomic_path(shard_paths[split]))
             files[split] = stack.enter_context(h5py.File(tmp, "w"))
             _create_shard(files[split], L, chunk, shard_attrs(params, split, batch))
-        for row in tqdm(rows, desc="windows", unit="case", mininterval=2):
+        for row in progress(rows, desc="windows", unit="case", mininterval=2):
             caseid = str(row["caseid"])
             st = resample_status.get(caseid, {"status": "failed", "stage": "resample", "reason": "no resample status"})
             entry = {"subjectid": row["subjectid"], "split": row["split"]}

@@ -13,8 +13,8 @@ import logging
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from pipeline.io import progress
 from pipeline.model.embedding import pool
 from pipeline.model.preprocess import normalize
 
@@ -55,7 +55,7 @@ def train_on_labels(encoder, signals: np.ndarray, targets: np.ndarray, kinds: li
     for epoch in range(epochs):
         order = rng.permutation(len(signals))
         total, n = 0.0, 0
-        for s in tqdm(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch + 1}/{epochs}", mininterval=10, leave=False):
+        for s in progress(range(0, len(order), batch_size), desc=f"{desc} epoch {epoch + 1}/{epochs}", mininterval=10, leave=False):
             idx = np.sort(order[s : s + batch_size])
             x = normalize(torch.as_tensor(signals[idx], dtype=torch.float32).to(device))
             out, t = model(x), y[idx].to(device)

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from pipeline.channels import CHANNELS
-from pipeline.io import atomic_path, digest, write_json
+from pipeline.io import atomic_path, digest, progress, write_json
 from pipeline.model.checkpoint import UnsafeCheckpointError, load, save_atomic
 from pipeline.model.dataset import ShardBatches, make_loader
 from pipeline.model.encoder import SSLModel
@@ -379,7 +378,7 @@ class Trainer:
             it = iter(make_loader(self.train_ds, self.num_workers, pin))
             for _ in range(skip):  # resume mid-epoch: the same batches in the same order
                 next(it)
-            bar = tqdm(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="step",
+            bar = progress(total=spe, initial=skip, desc=f"epoch {epoch + 1}/{self.cfg['epochs']}", unit="step",
                        disable=not self.main, mininterval=2)
             for _ in range(skip, spe):
                 try:
@@ -392,7 +391,11 @@ class Trainer:
                 stopped = stop_after_steps is not None and self.step_count >= stop_after_steps
                 save = stopped or (self.step_count % c["checkpoint_every_steps"] == 0 and self.step_count % spe)
                 if save or self.step_count % c["log_every_steps"] == 0:  # a log point: the check comes before the save
-                    bar.set_postfix(loss=f"{self.log_point():.4f}")
+                    loss = self.log_point()
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                    if bar.disable and self.main:  # a log file: one line per logging interval, not a bar
+                        log.info("epoch %d/%d step %d/%d: train loss %.4f", epoch + 1, c["epochs"], self.step_count - epoch * spe,
+                                 spe, loss)
                 if save:
                     self.save_state()
                 if stopped:
