@@ -51,17 +51,41 @@ def _validator(schema: dict):
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
 
 
-# YAML 1.1 (PyYAML) reads a float without a dot or without a signed exponent as a string: 1e-3, 5E4
-_YAML11_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+# YAML 1.1 (PyYAML) reads a float without a dot or without a signed exponent as a string (1e-3,
+# 5E4): `_coerce` turns such strings into the number they spell, so the file means what it says.
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+def _scalar(value, sub: dict):
+    """`value` as the type `sub` wants, where it is a string that parses exactly (or an integral
+    float where only an integer is allowed); otherwise unchanged."""
+    types = sub.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if isinstance(value, float) and value.is_integer() and "integer" in types and "number" not in types:
+        return int(value)  # jsonschema takes 8.0 as an integer; the code gets an int
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if "null" in types and text.lower() in ("null", "none", "~"):
+        return None  # before the string check: --config "model={pretrained: null}" hands 'null'
+    if "string" in types:
+        return value
+    if "integer" in types and _INT.fullmatch(text):
+        return int(text)
+    if ("number" in types or "integer" in types) and _FLOAT.fullmatch(text):
+        number = float(text)
+        return int(number) if "number" not in types and number.is_integer() else number
+    if "boolean" in types and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return value
+
+
 def _coerce(instance, schema: dict) -> None:
     """String scalars where the schema wants a number, an integer, a boolean or null, converted in
-    place where they parse exactly: Snakemake hands nested `--config` values as strings
-    (`--config "train={epochs: 5}"` gives '5'), and YAML 1.1 reads `1e-3` as a string. A string that
-    does not parse stays, and the schema rejects it naming the key."""
+    place where they parse exactly, in mappings and lists: Snakemake hands nested `--config` values
+    as strings (`--config "train={epochs: 5}"` gives '5'), and YAML 1.1 reads `1e-3` as a string. A
+    string that does not parse stays, and the schema rejects it naming the key."""
     if not isinstance(instance, dict):
         return
     for key, value in instance.items():
@@ -72,22 +96,10 @@ def _coerce(instance, schema: dict) -> None:
             continue
         if isinstance(value, dict):
             _coerce(value, sub)
-            continue
-        if not isinstance(value, str):
-            continue
-        types = sub.get("type", [])
-        types = [types] if isinstance(types, str) else types
-        if "string" in types:
-            continue
-        text = value.strip()
-        if "integer" in types and _INT.fullmatch(text):
-            instance[key] = int(text)
-        elif "number" in types and _FLOAT.fullmatch(text):
-            instance[key] = float(text)
-        elif "boolean" in types and text.lower() in ("true", "false"):
-            instance[key] = text.lower() == "true"
-        elif "null" in types and text.lower() in ("null", "none", "~"):
-            instance[key] = None
+        elif isinstance(value, list) and isinstance(sub.get("items"), dict):
+            instance[key] = [_scalar(v, sub["items"]) for v in value]
+        else:
+            instance[key] = _scalar(value, sub)
 
 
 def _hint(err) -> str:
@@ -99,13 +111,10 @@ def _hint(err) -> str:
             close = difflib.get_close_matches(str(extra), known, n=1)
             hints.append(f"{extra!r}: did you mean {close[0]!r}?" if close else f"{extra!r}: known keys are {', '.join(known)}")
         return " (unknown key; " + "; ".join(hints) + ")"
-    if err.validator == "type" and isinstance(err.instance, str) and _YAML11_FLOAT.fullmatch(err.instance.strip()):
-        return f" (YAML 1.1 reads {err.instance} as a string: write it with a dot and a signed exponent, e.g. 1.0e-3)"
     return ""
 
 
 def _schema_errors(config: dict, schema: dict) -> list[str]:
-    _coerce(config, schema)
     out = []
     for err in sorted(_validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
@@ -125,6 +134,7 @@ def _not_finite(obj, key: str = "") -> list[str]:
 
 
 def _check_schema(config: dict, schema: dict) -> None:
+    _coerce(config, schema)  # first: "1e999" becomes inf, which the next check rejects
     errors = _not_finite(config) or _schema_errors(config, schema)
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
@@ -188,7 +198,9 @@ runs, naming the key.
   holds its own track names).
 
 Editing a key reruns exactly the rules that use its section: `train.*`/`model.*` rerun pretraining and
-what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward;
+what follows it; `window.*`/`quality.*` rerun windows onward; `signals.*` reruns resampling onward
+(`signals.max_case_hours` and `max_native_hz` also rerun the download jobs, which keep fetched files:
+they bound what validating a file may cost);
 the active source's section reruns the case table and downloads onward (case files already fetched
 are kept; a case that lacks newly named tracks fails at resampling, with that reason in the manifest).
 """

@@ -52,18 +52,23 @@ def hits(names: set[str], *prefixes: str) -> set[str]:
 
 def import_graph(root: Path = PKG) -> dict[str, set[str]]:
     """Module -> the package's modules it makes Python load: each imported module (a name imported
-    from a module counts as that module) and the packages above it, whose __init__ runs first."""
+    from a module counts as that module) and the packages above it, whose __init__ runs first. A
+    module's own packages count only where it imports them by name (they are loaded before it, so
+    only an explicit import of one can close a cycle, e.g. a package that imports a submodule that
+    imports the package)."""
     mods = package_modules(root)
     graph = {}
     for mod, path in mods.items():
-        edges = set()
+        explicit, implied = set(), set()
         for name in imports(path, root):
             while name and name not in mods:
                 name = name.rpartition(".")[0]
-            while name:
-                edges.add(name)
-                name = name.rpartition(".")[0]
-        graph[mod] = edges - {mod} - set(_parents(mod))  # a module's own packages are loaded before it
+            explicit.add(name)
+            while name := name.rpartition(".")[0]:
+                implied.add(name)
+        # `from pkg import sub` names pkg only on the way to sub: pkg is implied, not imported by name
+        explicit = {n for n in explicit if not any(o.startswith(n + ".") for o in explicit)}
+        graph[mod] = (explicit | (implied - set(_parents(mod)))) - {mod, ""}
     return graph
 
 
@@ -150,6 +155,10 @@ def test_the_cycle_finder_finds_a_cycle_hidden_inside_a_function(tmp_path):
     assert cycle is not None and cycle[0] == cycle[-1] and {"pipeline.a", "pipeline.sub.b"} <= set(cycle)
     (root / "sub" / "b.py").write_text("def f():\n    return 1\n")
     assert find_cycle(import_graph(root)) is None
+    (root / "sub" / "__init__.py").write_text("from pipeline.sub import b\n")  # a package importing its child,
+    (root / "sub" / "b.py").write_text("from pipeline.sub import x\n")  # which imports the package
+    assert find_cycle(import_graph(root)) in (["pipeline.sub", "pipeline.sub.b", "pipeline.sub"],
+                                              ["pipeline.sub.b", "pipeline.sub", "pipeline.sub.b"])
 
 
 # ----------------------------------------------------------------------------- the folders' rules

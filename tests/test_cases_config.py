@@ -165,7 +165,16 @@ def test_errors_say_the_fix_and_strings_from_the_command_line_are_coerced():
     cfg["train"] = {**cfg["train"], "lr": "1e-3", "epochs": "5", "compile": "false"}
     out = validate_config(cfg, ALL_CHECKS)
     assert (out["train"]["lr"], out["train"]["epochs"], out["train"]["compile"]) == (1.0e-3, 5, False)
-    cfg = raw_config()
-    cfg["window"] = {**cfg["window"], "length": "1e3"}  # an integer key: 1e3 does not parse as one
-    with pytest.raises(ConfigError, match=r"window.length: .*YAML 1.1 reads 1e3 as a string"):
-        validate_config(cfg, ALL_CHECKS)
+    cfg = raw_config()  # lists too (--config "ablations={seeds: [0, 1]}" hands ['0', '1']), null for a string key,
+    cfg["ablations"] = {**cfg["ablations"], "seeds": ["0", "1"]}  # integral floats for an integer key
+    cfg["model"] = {**cfg["model"], "pretrained": "null", "revision": "null"}
+    cfg["train"] = {**cfg["train"], "batch_size": "1e2", "log_every_steps": 50.0}
+    out = validate_config(cfg, ALL_CHECKS)
+    assert out["ablations"]["seeds"] == [0, 1] and out["model"]["pretrained"] is None
+    assert type(out["train"]["batch_size"]) is int and type(out["train"]["log_every_steps"]) is int and out["train"]["batch_size"] == 100
+    for key, bad, match in (("grad_clip", "1e999", "inf is not a finite number"), ("batch_size", "1.5e0", "1.5 is not of type 'integer'"),
+                            ("lr", "abc", "'abc' is not of type 'number'")):
+        cfg = raw_config()
+        cfg["train"] = {**cfg["train"], key: bad}
+        with pytest.raises(ConfigError, match=rf"train.{key}: {match}"):
+            validate_config(cfg, ALL_CHECKS)

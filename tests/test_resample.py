@@ -114,7 +114,7 @@ def test_saturation_runs_searched_by_block_equal_a_search_of_the_whole_track(blo
         if np.isnan(x).all():
             return []
         out = []
-        for level in (np.nanmax(x), np.nanmin(x)):
+        for level in dict.fromkeys((np.nanmax(x), np.nanmin(x))):  # a flat track's runs once
             idx = np.flatnonzero(x == level)
             for run in np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1):
                 if len(run) >= min_run:

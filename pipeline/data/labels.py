@@ -150,7 +150,7 @@ def labels_batch(download_status: dict, shard_paths: list[str | Path], params: d
             numerics = source.read_numerics(Path(entry["path"]), names)
         except Exception as e:  # noqa: BLE001 -- errors.classify: transient fails the job, anything else is the case's
             fault = classify(e)
-            if fault.transient:
+            if fault.transient and not isinstance(e, FileNotFoundError):  # a deleted case file never comes back
                 raise TransientError(f"labels: case {caseid}: {fault.reason}; rerun to retry") from e
             counts["unreadable"] += 1
             (log.error if fault.unexpected else log.warning)("case %d: labels left empty, its file cannot be read: %s",

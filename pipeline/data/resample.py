@@ -69,7 +69,8 @@ def saturation_runs(x: np.ndarray, min_run: int, block: int = 1 << 15, piece: in
         return np.zeros(0, int), np.zeros(0, int)
     lo_b = np.concatenate([np.fmin.reduce(p, axis=1) for p in parts])
     starts, stops = [np.zeros(0, int)], [np.zeros(0, int)]
-    for level, ext in ((hi, hi_b), (np.fmin.reduce(lo_b), lo_b)):
+    lo = np.fmin.reduce(lo_b)
+    for level, ext in ((hi, hi_b),) + (((lo, lo_b),) if lo != hi else ()):  # a flat track: its runs once
         blocks = np.flatnonzero(ext == level)
         cut = np.flatnonzero(np.diff(blocks) != 1) + 1  # consecutive blocks searched as one stretch
         for first, last in zip(blocks[np.r_[0, cut]].tolist(), blocks[np.r_[cut - 1, len(blocks) - 1]].tolist()):

@@ -34,6 +34,15 @@ def shard_shapes(paths: list[str | Path]) -> list[tuple[tuple[int, int, int], in
     return out
 
 
+def shard_rate(paths: list[str | Path]) -> float | None:
+    """The sampling rate of the windows (the first shard's `fs` attribute, docs/design.md "Shards");
+    None when there is no shard or it has none."""
+    for p in paths[:1]:
+        with h5py.File(p, "r") as f:
+            return float(f.attrs["fs"]) if "fs" in f.attrs else None
+    return None
+
+
 def spread_subset(sizes: list[int], piece: int, max_windows: int, seed: int) -> list[tuple[int, int, int]]:
     """A fixed subset of about `max_windows` windows drawn across all shards and cases: pieces of
     `piece` consecutive windows (one HDF5 chunk) in a seeded random order, then sorted for reading."""

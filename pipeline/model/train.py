@@ -19,12 +19,13 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.channels import CHANNELS
 from pipeline.io import atomic_path, digest, progress, write_json
 from pipeline.model.checkpoint import UnsafeCheckpointError, load, save_atomic
-from pipeline.model.dataset import ShardBatches, make_loader
+from pipeline.model.dataset import ShardBatches, make_loader, shard_rate
 from pipeline.model.encoder import SSLModel
 from pipeline.model.losses import MultiResolutionSTFTLoss, masked_mse
 from pipeline.model.masking import mixed_mask
@@ -410,7 +411,7 @@ class Trainer:
                    "stopped_early": stopped, "device": str(self.device), "world_size": self.world,
                    "train_windows": self.train_ds.num_windows, "val_windows": self.val_ds.num_windows}
         if self.main and not stopped:
-            finish(self.outdir, self.state_dir, self.metrics, summary)
+            finish(self.outdir, self.state_dir, self.metrics, summary, shard_rate(self.val_ds.paths))
         if self.ddp:
             torch.distributed.destroy_process_group()
         return summary
@@ -434,13 +435,13 @@ def write_metrics(rows: list[dict], path: Path) -> None:
             w.writerows(rows)
 
 
-def finish(outdir: Path, state_dir: Path, metrics: list[dict], summary: dict) -> None:
+def finish(outdir: Path, state_dir: Path, metrics: list[dict], summary: dict, fs: float | None = None) -> None:
     """Publish the best model, metrics and plots (the job's declared outputs)."""
     best = load(state_dir / "best.pt")
     save_atomic(best, outdir / "model.pt")
     write_metrics(metrics, outdir / "metrics.csv")
     plot_losses(metrics, outdir / "loss.png")
-    plot_reconstruction(load(state_dir / "best_example.pt"), best["model_cfg"]["patch_length"], outdir / "reconstruction.png")
+    plot_reconstruction(load(state_dir / "best_example.pt"), best["model_cfg"]["patch_length"], outdir / "reconstruction.png", fs)
     write_json(outdir / "summary.json", {**summary, "best_epoch": best["epoch"], "best_step": best["step"]})
 
 
@@ -454,13 +455,18 @@ def plot_losses(metrics: list[dict], path: Path) -> None:
         ax.plot(ep, [m[f"val_{key}"] for m in metrics], label="validation")
         ax.set_title({"total": "total loss", "msm": "masked-patch MSE", "stft": "multi-resolution STFT"}[key])
         ax.set_xlabel("epoch")
+        ax.set_ylabel({"total": "msm_weight x MSE + stft_weight x STFT", "msm": "MSE of masked patches (z-score units²)",
+                       "stft": "STFT loss (log magnitudes)"}[key], fontsize=8)
         ax.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 
 
-def plot_reconstruction(example, patch_length: int, path: Path) -> None:
+def plot_reconstruction(example, patch_length: int, path: Path, fs: float | None = None) -> None:
+    """Three validation windows per channel: the input, the reconstruction of its masked patches,
+    the masked patches shaded; time in seconds at the windows' rate `fs` (in samples without one)."""
     plt = pyplot()
+    unit = 1.0 / fs if fs else 1.0
 
     x, recon, mask = example
     n = min(3, x.shape[0])
@@ -470,11 +476,14 @@ def plot_reconstruction(example, patch_length: int, path: Path) -> None:
             ax = axes[i, c]
             shown = recon[i, c].clone()
             shown[~mask[i, c].repeat_interleave(patch_length)] = float("nan")  # the loss scores masked patches only
-            ax.plot(x[i, c].numpy(), lw=0.8, label="true")
-            ax.plot(shown.numpy(), lw=1.0, label="reconstruction of masked patches")
+            t = np.arange(x.shape[-1]) * unit
+            ax.plot(t, x[i, c].numpy(), lw=0.8, label="true")
+            ax.plot(t, shown.numpy(), lw=1.0, label="reconstruction of masked patches")
             for p in torch.nonzero(mask[i, c]).flatten().tolist():
-                ax.axvspan(p * patch_length, (p + 1) * patch_length, color="0.85", zorder=0)
+                ax.axvspan(p * patch_length * unit, (p + 1) * patch_length * unit, color="0.85", zorder=0)
             ax.set_title(f"validation window {i}, {name} (grey = masked patches)", fontsize=9)
+            ax.set_ylabel("z-scored amplitude", fontsize=8)
+            ax.set_xlabel("time (s)" if fs else "sample", fontsize=8)
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=100)

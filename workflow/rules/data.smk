@@ -26,7 +26,7 @@ rule download:
     log:
         "logs/{source}/download/batch-{batch}.log",
     benchmark:
-        "logs/benchmarks/download/{source}-batch-{batch}.tsv"
+        "logs/{source}/benchmarks/download/batch-{batch}.tsv"
     localrule: True
     params:
         # the sample budget bounds what validating a file may cost (pipeline/data/sources/_vitalfile.py)

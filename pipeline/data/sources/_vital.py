@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.data.sources import Source, Track, require_tracks
-from pipeline.data.sources._vitalfile import NUMERIC, WAVE, ReadAgain, VitalTrack, physical, read_vital
+from pipeline.data.sources._vitalfile import INFLATED_PER_SAMPLE, NUMERIC, WAVE, ReadAgain, VitalTrack, physical, read_vital
 from pipeline.errors import CaseError
 
 log = logging.getLogger(__name__)
@@ -28,11 +28,11 @@ class VitalFileSource(Source):
         """A complete gzip stream that parses as a `.vital` file with a valid sample in every track.
         Reads the whole stream, holding no record (vitaldb's parser returns silently on a cut file)."""
         tracks = self.tracks()
-        vf = read_vital(path, waves=tracks, mode="check", max_samples=max_samples)
+        vf = read_vital(path, waves=tracks, mode="check", max_inflated=INFLATED_PER_SAMPLE * max_samples)
         require_tracks(vf.tracks, tracks)
         for name in tracks:
             trk = vf.tracks[name]
-            if trk.type == WAVE and trk.srate > 0 and not trk.has_data:
+            if trk.type == WAVE and not trk.has_data:
                 raise CaseError(f"track {name} has no data")
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,
@@ -54,7 +54,7 @@ class VitalFileSource(Source):
         require_tracks(vf.tracks, tracks)
         for name in tracks:
             trk = vf.tracks[name]
-            if trk.type != WAVE or not trk.srate > 0:
+            if trk.type != WAVE:
                 raise CaseError(f"track {name} is not a waveform track")
         # vitaldb's dtstart/dtend: the header's, widened by every record of the tracks read
         span = vf.dtend - vf.dtstart

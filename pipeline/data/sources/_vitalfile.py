@@ -279,7 +279,7 @@ def _track(body: bytes, devices: dict) -> tuple[int, VitalTrack]:
 
 
 def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_span_s: float = float("inf"),
-               on_samples=None, max_samples: float = float("inf")) -> Vital:
+               on_samples=None, max_samples: float = float("inf"), max_inflated: float | None = None) -> Vital:
     """Read the tracks named in `waves` and `numerics` (exact names, as `device/track`).
 
     `mode` says what happens to wave records: "keep" (the sample arrays: the file's type, float32
@@ -297,7 +297,9 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
     modes, as soon as a wave track's array on that clock would hold more than `max_samples` samples
     (its rate times the span) or its records more than twice that or twice `max_span_s`'s samples;
     or when the file is not a complete `.vital` gzip stream. Bounded for any input (issue 21): the
-    stream is refused once it inflates past INFLATED_PER_SAMPLE bytes per sample of `max_samples`;
+    stream is refused once it inflates past `max_inflated` bytes (default INFLATED_PER_SAMPLE per
+    sample of `max_samples`; validation passes it alone, so a long recording is the resample stage's
+    refusal, not the download's);
     a device or track packet longer than META_MAX_PACKET, more than MAX_EMPTY_PACKETS packets too
     short to hold anything, a field past its packet's end, a wave track asked for whose rate is not
     finite or below MIN_WAVE_HZ, and a record of a track asked for at a non-finite time are
@@ -306,7 +308,7 @@ def read_vital(path: str | Path, waves=(), numerics=(), mode: str = "keep", max_
         raise ValueError(f"mode {mode!r}")
     waves, numerics = set(waves), set(numerics)
     with open(path, "rb") as f:
-        s = _Stream(f, INFLATED_PER_SAMPLE * max_samples)
+        s = _Stream(f, INFLATED_PER_SAMPLE * max_samples if max_inflated is None else max_inflated)
         try:
             return _read(s, waves, numerics, mode, max_span_s, on_samples, max_samples)
         finally:
@@ -384,7 +386,7 @@ def _read(s: _Stream, waves: set, numerics: set, mode: str, max_span_s: float, o
                 dtstart = dt
             dtend = max(dtend, dt, dt + nsamp / trk.srate if trk.srate > 0 else dt)
             check_span()
-            if mode == "time" or trk.srate <= 0:  # no rate: not placeable, the caller says so
+            if mode == "time":  # (a wave track asked for has a rate >= MIN_WAVE_HZ: checked at its header)
                 s.skip(plen)
                 continue
             if (dtend - dtstart) * trk.srate > max_samples:  # before any array of that size
