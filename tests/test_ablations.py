@@ -86,3 +86,16 @@ def test_summary_has_one_row_per_run_and_nan_for_skipped_tasks(tmp_path):
 def test_summary_rejects_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(ValueError, match="not an ablation run folder"):
         write_summary([tmp_path], tmp_path / "s.tsv", tmp_path / "s.png")
+
+
+def test_the_summary_plot_shares_a_scale_per_measure_and_says_which_way_is_better(tmp_path):
+    """Two AUROC panels on one scale (each was scaled to its own two points), the MSE panel on its own."""
+    from pipeline.evaluation.ablations import plot_summary
+
+    rows = [{"variant": v, "seed": 0, "best_val_loss": loss, "hypo_5min_auroc": a5, "hypo_15min_auroc": a15, "recon_x_mse": mse}
+            for v, loss, a5, a15, mse in (("base", 1.0, 0.80, 0.60, 0.30), ("other", 1.2, 0.82, 0.66, 0.25))]
+    xlims = plot_summary(rows, tmp_path / "s.png")
+    assert xlims["hypo_5min_auroc"] == xlims["hypo_15min_auroc"]
+    lo, hi = xlims["hypo_5min_auroc"]
+    assert lo < 0.60 and hi > 0.82  # both panels' values inside the one scale
+    assert xlims["recon_x_mse"] != xlims["hypo_5min_auroc"] and (tmp_path / "s.png").stat().st_size > 5000

@@ -175,7 +175,13 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
     assert res["tasks"]["hypotension_15min"]["n_test"] == 6 * 7  # the undefined first window of each case is left out
     assert res["tasks"]["map_mmHg"]["results"]["raw"]["r2"] > 0.5  # the raw heart rate carries the planted BP
     eff = res["tasks"]["map_mmHg"]["label_efficiency"]
-    assert eff["n_subjects"] == [2, 2, 10] and len(eff["results"]["ssl"]) == 3
+    # 1% and 10% of 10 train subjects are both the minimum of 2: one point, not two at the same count
+    assert eff["fractions"] == [0.01, 1.0] and eff["n_subjects"] == [2, 10] and len(eff["results"]["ssl"]) == 2
+    for fs, vals in eff["results"].items():
+        for v, (lo, hi) in zip(vals, eff["ci95"][fs]):
+            assert lo <= v <= hi, (fs, v, lo, hi)  # each point with its subject-bootstrap interval
+    r = res["tasks"]["map_mmHg"]
+    assert eff["results"]["ssl"][-1] == r["results"]["ssl"][r["metric"]]  # 100% = the main probe
     for f in ("probes.png", "roc.png", "label_efficiency.png"):
         assert (tmp_path / "eval" / f).stat().st_size > 5000, f
     html = (tmp_path / "eval" / "probes.html").read_text()

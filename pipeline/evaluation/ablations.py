@@ -105,11 +105,26 @@ def to_tsv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def plot_summary(rows: list[dict], path: str | Path) -> None:
-    """One panel per column: every run as a dot, and mean ± sd per variant (a line, not a bar)."""
+LOWER_IS_BETTER = ("loss", "mse", "mae")  # column suffixes where a smaller value is better
+
+
+def _kind(column: str) -> str:
+    """What a column measures, for shared scales: its last word (auroc, mae, mse, loss, r2, ...)."""
+    return column.rsplit("_", 1)[-1]
+
+
+def plot_summary(rows: list[dict], path: str | Path) -> dict[str, tuple[float, float]]:
+    """One panel per column: every run as a dot, and mean ± sd per variant (a line, not a bar).
+    Panels of the same measure share one scale (every AUROC panel, every reconstruction MSE), and
+    each title says which direction is better. Returns {column: its panel's x limits}."""
     columns = [k for k in rows[0] if k not in ("variant", "seed") and any(np.isfinite(r[k]) for r in rows)]
     variants = list(dict.fromkeys(r["variant"] for r in rows))
-    fig, axes = panel_grid(len(columns), 3.6, 0.45 * len(variants) + 1.2)
+    limits = {}
+    for col in columns:
+        vals = np.array([r[col] for r in rows], dtype=float)
+        lo, hi = limits.get(_kind(col), (np.inf, -np.inf))
+        limits[_kind(col)] = (min(lo, np.nanmin(vals)), max(hi, np.nanmax(vals)))
+    fig, axes = panel_grid(len(columns), 3.6, 0.45 * len(variants) + 1.4)
     for ax, col in zip(axes, columns):
         for i, v in enumerate(variants):
             vals = np.array([r[col] for r in rows if r["variant"] == v], dtype=float)
@@ -119,12 +134,18 @@ def plot_summary(rows: list[dict], path: str | Path) -> None:
             ax.plot(vals, np.full(len(vals), i), "o", color="C7", ms=4, alpha=0.7)
             sd = vals.std(ddof=1) if len(vals) > 1 else 0.0
             ax.errorbar(vals.mean(), i, xerr=sd, fmt="D", color="C0", ms=6, capsize=3)
+        lo, hi = limits[_kind(col)]
+        pad = 0.08 * (hi - lo) if hi > lo else 0.05 * max(abs(hi), 1e-3)
+        ax.set_xlim(lo - pad, hi + pad)
         ax.set_yticks(range(len(variants)), variants, fontsize=8)
         ax.set_ylim(-0.7, len(variants) - 0.3)
-        ax.set_title(col.replace("_", " "), fontsize=9)
+        better = "lower" if col.endswith(LOWER_IS_BETTER) else "higher"
+        ax.set_title(f"{col.replace('_', ' ')}\n({better} is better; one scale per {_kind(col)})", fontsize=8)
         ax.grid(axis="x", lw=0.3)
+    xlims = {col: tuple(float(v) for v in ax.get_xlim()) for ax, col in zip(axes, columns)}
     fig.tight_layout()
     save_figure(fig, path)
+    return xlims
 
 
 def write_summary(run_dirs: list[str | Path], tsv: str | Path, png: str | Path) -> list[dict]:

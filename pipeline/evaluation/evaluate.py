@@ -33,7 +33,7 @@ from pipeline.data.cases import read_table
 from pipeline.data.labels import COLUMNS, read_labels, window_key
 from pipeline.evaluation.features import RAW_FEATURES, raw_features
 from pipeline.evaluation.finetune import train_on_labels
-from pipeline.evaluation.probes import bootstrap, fit_probe, predict, score, subset_subjects
+from pipeline.evaluation.probes import bootstrap, fit_probe, predict, subset_subjects
 from pipeline.evaluation.report import plot_effects, plot_label_efficiency, plot_roc, report_html
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.io import write_json, write_text
@@ -272,27 +272,35 @@ def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict
         out["_roc"] = {name: roc_curve(y_te, p)[:2] for name, p in preds.items()}
     if task.level == "window":
         out["label_efficiency"] = label_efficiency(task, {s: x[s] for s in EFFICIENCY_SETS if s in sets},
-                                                   y_tr, g_tr, y_te, seed, results)
+                                                   y_tr, g_tr, y_te, g_te, seed, results)
     log.info("task %s: %s", task.name, {n: round(r[task.metric], 4) for n, r in results.items()})
     return out
 
 
-def label_efficiency(task, x: dict, y_tr, g_tr, y_te, seed, full: dict) -> dict:
+def label_efficiency(task, x: dict, y_tr, g_tr, y_te, g_te, seed, full: dict) -> dict:
     """The main metric with the probe trained on a fraction of the train subjects (same draw for
-    every set); at 100% it is the main probe's (`full`). `x`: {set: (train features, test features)}."""
-    out = {"fractions": list(FRACTIONS), "n_subjects": [], "results": {name: [] for name in x}}
+    every set), with its 95% subject-bootstrap interval on the test split; at 100% it is the main
+    probe's (`full`). A fraction that would train on as many subjects as a smaller one is left out
+    (with few train subjects, 1% and 10% are both the minimum of 2), so every point is a distinct
+    number of subjects. `x`: {set: (train features, test features)}."""
+    m = task.metric
+    out = {"fractions": [], "n_subjects": [], "results": {name: [] for name in x}, "ci95": {name: [] for name in x}}
     for frac in FRACTIONS:
         mask = subset_subjects(g_tr, y_tr, frac, task.kind, seed)
-        out["n_subjects"].append(int(len(np.unique(g_tr[mask]))) if mask is not None else 0)
-        for name, (x_tr, x_te) in x.items():
-            if mask is None:
-                value = float("nan")
-            elif mask.all():
-                value = full[name][task.metric]
-            else:
-                model = fit_probe(x_tr[mask], y_tr[mask], g_tr[mask], task.kind, seed)
-                value = score(y_te, predict(model, x_te, task.kind), task.kind)[task.metric]
-            out["results"][name].append(value)
+        n = int(len(np.unique(g_tr[mask]))) if mask is not None else 0
+        if mask is None or n in out["n_subjects"]:
+            continue
+        out["fractions"].append(frac)
+        out["n_subjects"].append(n)
+        if mask.all():
+            scored = full
+        else:
+            preds = {name: predict(fit_probe(x_tr[mask], y_tr[mask], g_tr[mask], task.kind, seed), x_te, task.kind)
+                     for name, (x_tr, x_te) in x.items()}
+            scored, _ = bootstrap(y_te, preds, g_te, task.kind, seed)
+        for name in x:
+            out["results"][name].append(scored[name][m])
+            out["ci95"][name].append(scored[name][f"{m}_ci95"])
     return out
 
 

@@ -3,7 +3,8 @@
 - probes.png: per task, the paired difference SSL - baseline in the task's main metric with its 95%
   subject-bootstrap interval (each task on its own axis, so no interval dwarfs another task's);
 - roc.png: ROC curves of the hypotension tasks per feature set;
-- label_efficiency.png: the main metric against the fraction of train subjects the probe saw;
+- label_efficiency.png: the main metric (95% subject-bootstrap interval on the test split) against
+  the fraction of train subjects the probe saw, one point per distinct number of subjects;
 - probes.html: one table per task (every metric with CI, paired differences with CI), the
   reconstruction table, the label definitions, and what the numbers do and do not say.
 """
@@ -77,11 +78,16 @@ def plot_label_efficiency(results: dict, path) -> None:
     for ax, (name, r) in zip(axes, tasks.items()):
         eff = r["label_efficiency"]
         x = [f * 100 for f in eff["fractions"]]
-        for fs, vals in eff["results"].items():
-            ax.plot(x, vals, "o-", color=COLORS.get(fs), ms=3, lw=1, label=fs)
+        for k, (fs, vals) in enumerate(eff["results"].items()):
+            xs = [v * (1 + 0.04 * (k - 1.5)) for v in x]  # sets side by side, so intervals do not hide each other
+            ci = eff.get("ci95", {}).get(fs)
+            err = None if ci is None else [[v - lo for v, (lo, hi) in zip(vals, ci)], [hi - v for v, (lo, hi) in zip(vals, ci)]]
+            ax.errorbar(xs, vals, yerr=err, fmt="o-", color=COLORS.get(fs), ms=3, lw=1, capsize=2, elinewidth=0.8, label=fs)
         ax.set_xscale("log")
-        ax.set_xticks(x, [f"{v:g}%\n({n})" for v, n in zip(x, eff["n_subjects"])], fontsize=7)
-        ax.set_title(f"{name} ({r['metric'].upper()})", fontsize=9)
+        ax.set_xticks(x, [f"{v:g}%\n({n} subj.)" for v, n in zip(x, eff["n_subjects"])], fontsize=7)
+        better = "lower" if r["metric"] in LOWER_IS_BETTER else "higher"
+        ax.set_ylabel(f"{r['metric'].upper()} on test ({better} is better)", fontsize=7)
+        ax.set_title(f"{name}", fontsize=9)
         ax.legend(fontsize=6)
     fig.supxlabel("train subjects the probe saw (% and count)", fontsize=8)
     fig.tight_layout()
