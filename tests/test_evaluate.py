@@ -184,6 +184,12 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
     assert eff["results"]["ssl"][-1] == r["results"]["ssl"][r["metric"]]  # 100% = the main probe
     for f in ("probes.png", "roc.png", "label_efficiency.png"):
         assert (tmp_path / "eval" / f).stat().st_size > 5000, f
+    from docutils.core import publish_parts
+
+    headline = (tmp_path / "eval" / "headline.rst").read_text()  # the report's landing page
+    page = publish_parts(headline, writer="html", settings_overrides={"halt_level": 2})["html_body"]
+    assert "Did pretraining help?" in page and "<table" in page and "SSL − raw [95% CI]" in page
+    assert "the SSL encoder is better than" in page and ("SSL better" in page or "no clear difference" in page)
     html = (tmp_path / "eval" / "probes.html").read_text()
     assert "hypotension_10min" in html and "paired difference" in html and "the whole PPG from the ECG" in html
     rec = res["reconstruction"]

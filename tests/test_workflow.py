@@ -178,7 +178,8 @@ def test_report_has_every_section(demo_run):
     assert r.returncode == 0, r.stderr[-2000:]
     html = (demo_run / "results/report.html").read_text()
     for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "loss.png", "reconstruction.png",
-                   "probes.png", "probes.html", "roc.png", "label_efficiency.png", "summary.png", "Ablations", "first quality rule", "paired difference in the", "had to fill in"):
+                   "probes.png", "probes.html", "roc.png", "label_efficiency.png", "summary.png", "Ablations", "first quality rule", "paired difference in the", "had to fill in",
+                   "Did pretraining help?", "SSL − raw [95% CI]"):  # the landing page: the evaluation's headline
         assert needle in html, needle
 
 
@@ -351,3 +352,19 @@ def test_switching_the_source_never_reuses_the_other_sources_results(demo_run, t
     m = json.loads((demo_run / "results/local/windows/manifest.json").read_text())
     assert set(m["cases"]) == {"1", "2", "3"} and m["totals"]["kept"] > 0
     assert (demo_run / "results/demo/windows/manifest.json").read_bytes() == demo_manifest
+
+
+def test_only_rules_a_retry_can_help_take_the_profiles_retries(tmp_path):
+    """The profiles retry failed jobs (transient network and disk faults); the rules whose failure a
+    retry cannot change set retries: 0, which Snakemake takes over --retries for that rule (its
+    Rule.restart_times returns the rule's own value when set), so a deterministic error is shown once."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    write_config(tmp_path)
+    with SnakemakeApi(OutputSettings()) as api:
+        wf = api.workflow(snakefile=REPO / "workflow" / "Snakefile", workdir=tmp_path, resource_settings=ResourceSettings(cores=1))
+        own = {r.name: r._restart_times for r in wf._workflow.rules}
+    deterministic = {"manifest", "qc", "export", "evaluate", "ablation_export", "ablation_evaluate", "ablation_summary"}
+    assert {name for name, n in own.items() if n == 0} == deterministic
+    assert all(own[name] is None for name in ("download", "resample", "windows", "labels", "pretrain"))  # the profile's

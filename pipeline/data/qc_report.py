@@ -3,7 +3,8 @@
 qc.png: cases used and skipped (by the stage that skipped them), windows kept and rejected per
 first failing rule. qc.html: totals (cases, skips, exclusions, given-up cases, unexpected errors;
 windows per rule), then one row per case with a column per rule, sortable by any column (numbers as
-numbers) and filtered by a text box: readable at 6,388 cases.
+numbers) and filtered by a text box (or opened so: `qc.html#sort=kept&filter=train`): readable at
+6,388 cases.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ function qcFilter(box) {
   for (const r of document.getElementById('cases').tBodies[0].rows)
     r.style.display = r.textContent.toLowerCase().includes(q) ? '' : 'none';
 }
+// qc.html#sort=kept&filter=train opens sorted and filtered (a link that shows a view; docs/check_report.py)
+window.addEventListener('DOMContentLoaded', () => {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const th = [...document.querySelectorAll('#cases th')].find(t => t.textContent === p.get('sort'));
+  if (th) qcSort(th);
+  const box = document.getElementById('filter');
+  if (p.get('filter')) { box.value = p.get('filter'); qcFilter(box); }
+});
 """
 
 

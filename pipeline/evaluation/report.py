@@ -115,6 +115,67 @@ def _task_table(name: str, r: dict) -> str:
             f"<tr><th>paired difference</th>{cols}</tr>{paired}</table>")
 
 
+def _verdicts(scored: dict):
+    """(task, "ssl-<baseline>", +1 / -1 / 0): whether the paired difference's 95% interval excludes
+    zero in SSL's favour, against it, or neither."""
+    for name, r in scored.items():
+        m = r["metric"]
+        sign = -1 if m in LOWER_IS_BETTER else 1
+        for pair, d in r["paired"].items():
+            lo, hi = (sign * v for v in d[f"{m}_ci95"])
+            yield name, pair, 1 if min(lo, hi) > 0 else -1 if max(lo, hi) < 0 else 0
+
+
+INTRO = """vitalssl turns VitalDB surgical recordings (or the offline demo) into a self-supervised PPG/ECG
+encoder: cases are downloaded and validated, PPG and ECG resampled to 125 Hz with an anti-aliasing
+filter, cut into quality-checked windows, an encoder (TinyTimeMixer or TSPulse) is pretrained by
+masked patch reconstruction, exported, and evaluated with linear probes against baselines."""
+
+
+def headline_rst(results: dict) -> str:
+    """The report's landing page: did pretraining help, against what? One table (per task: SSL's
+    main metric with its interval, then SSL − each baseline with its interval and a verdict) and a
+    sentence that says plainly where SSL wins and loses (the workflow's `report:` page once the
+    evaluation exists)."""
+    scored = _scored(results)
+    baselines = [fs for fs in results["feature_sets"] if fs != "ssl"]
+    verdict = {(t, p): v for t, p, v in _verdicts(scored)}
+    word = {1: "SSL better", -1: "SSL worse", 0: "no clear difference"}
+    head = ["task (metric, better)", "SSL [95% CI]", *(f"SSL − {b} [95% CI]" for b in baselines)]
+    rows = []
+    for name, r in scored.items():
+        m, ssl = r["metric"], r["results"]["ssl"]
+        better = "lower" if m in LOWER_IS_BETTER else "higher"
+        cells = [f"{name} ({m.upper()}, {better})", f"{ssl[m]:.3f} [{ssl[m + '_ci95'][0]:.3f}, {ssl[m + '_ci95'][1]:.3f}]"]
+        for b in baselines:
+            d = r["paired"].get(f"ssl-{b}")
+            cells.append("" if d is None else f"{d[m]:+.3f} [{d[m + '_ci95'][0]:+.3f}, {d[m + '_ci95'][1]:+.3f}]: "
+                                              f"{word[verdict[(name, f'ssl-{b}')]]}")
+        rows.append(cells)
+
+    def sentence(sign):
+        hits = {}
+        for (task, pair), v in verdict.items():
+            if v == sign:
+                hits.setdefault(pair.split("-", 1)[1], []).append(task)
+        return "; ".join(f"{b} on {', '.join(ts)}" for b, ts in hits.items()) or "no baseline on any task"
+
+    table = [".. list-table::", "   :header-rows: 1", ""]
+    for row in [head, *rows]:
+        table.append("   * - " + row[0])
+        table += [f"     - {c}" for c in row[1:]]
+    skipped = [f"{n} ({r['skipped']})" for n, r in results["tasks"].items() if "results" not in r]
+    return "\n".join([
+        INTRO, "", "Did pretraining help?", "=====================", "",
+        f"On the test split ({', '.join(sorted({str(r['n_test_subjects']) for r in scored.values()}))} test subjects per task; "
+        "intervals from resampling test subjects), the SSL encoder is better than "
+        f"{sentence(1)}, and worse than {sentence(-1)}; every other comparison is not distinguishable at this size "
+        "(details, label definitions and caveats: the Evaluation section, probes.html).", "",
+        *table, "",
+        *([f"Skipped tasks: {'; '.join(skipped)}.", ""] if skipped else []),
+    ]) + "\n"
+
+
 def report_html(results: dict) -> str:
     tasks = results["tasks"]
     lab = results["labels"]
@@ -126,16 +187,8 @@ def report_html(results: dict) -> str:
     rec_rows = "".join(f"<tr><td>{what[name]}</td>" + "".join(f"<td>{rec[name][k]:.4f}</td>" if k in rec[name] else "<td></td>"
                                                               for k in ("model", "window_mean", "linear_interpolation")) + "</tr>"
                        for name in what)
-    wins, losses = [], []
-    for name, r in scored.items():
-        m = r["metric"]
-        for pair, d in r["paired"].items():
-            lo, hi = d[f"{m}_ci95"]
-            sign = -1 if m in LOWER_IS_BETTER else 1
-            if min(sign * lo, sign * hi) > 0:
-                wins.append(f"{name} ({pair})")
-            elif max(sign * lo, sign * hi) < 0:
-                losses.append(f"{name} ({pair})")
+    wins = [f"{name} ({pair})" for name, pair, v in _verdicts(scored) if v > 0]
+    losses = [f"{name} ({pair})" for name, pair, v in _verdicts(scored) if v < 0]
     text = (
         "<h3>What these numbers say, and what they do not</h3><ul>"
         f"<li>Test subjects per task: {', '.join(map(str, n_test))}. Intervals come from resampling test subjects, "

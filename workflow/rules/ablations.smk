@@ -58,6 +58,7 @@ use rule evaluate as ablation_evaluate with:
         roc=f"{ABLATION_RUN}/eval/roc.png",
         efficiency=f"{ABLATION_RUN}/eval/label_efficiency.png",
         table=f"{ABLATION_RUN}/eval/probes.html",
+        headline=f"{ABLATION_RUN}/eval/headline.rst",
     log:
         "logs/{source}/ablations/{variant}/seed{seed}/evaluate.log",
     benchmark:
@@ -85,6 +86,8 @@ rule ablation_summary:
         ),
     log:
         "logs/{source}/ablations/summary.log",
+    # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
+    retries: 0
     localrule: True
     params:
         runs=ablation_run_dirs(),

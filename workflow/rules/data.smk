@@ -80,6 +80,8 @@ rule manifest:
         "results/{source}/windows/manifest.json",
     log:
         "logs/{source}/windows/manifest.log",
+    # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
+    retries: 0
     localrule: True
     params:
         cfg=tracks_params("signals", "window", "quality"),
@@ -103,6 +105,8 @@ rule qc:
         ),
     log:
         "logs/{source}/windows/qc.log",
+    # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
+    retries: 0
     localrule: True
     shell:
         "python -m pipeline qc --manifest {input:q} --png {output.png:q} --html {output.table:q} 2> {log:q}"

@@ -55,10 +55,13 @@ rule evaluate:
             caption="../report/probes_table.rst",
             category="Evaluation",
         ),
+        headline="results/{source}/eval/headline.rst",  # the report's landing page (Snakefile)
     log:
         "logs/{source}/evaluate.log",
     benchmark:
         "logs/{source}/benchmarks/evaluate.tsv"
+    # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
+    retries: 0
     threads: 2
     # embeddings and the labelled training run on the GPU where there is one; on a small machine the
     # resource also keeps evaluations from competing with pretraining for the same cores

@@ -69,6 +69,8 @@ rule export:
         directory("results/{source}/export/encoder"),
     log:
         "logs/{source}/export.log",
+    # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
+    retries: 0
     params:
         cfg=tracks_params("signals", "window", "source"),
     shell:
