@@ -192,6 +192,7 @@ runs, naming the key.
   `--cores N --resources gpu=1`).
 - `config/vitaldb-ablations.yaml`: the ablation set (18 more pretrainings), named after vitaldb.yaml:
   `--configfile config/vitaldb.yaml config/vitaldb-ablations.yaml`.
+- `config/mimic3.yaml`: MIMIC-III waveforms (the `wfdb` source) with TTM r1, one model; set `wfdb.root`.
 - `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer, named
   after the demo: `--configfile config/config.yaml config/tspulse-demo.yaml`.
 - Another source: `--config source=wfdb wfdb='{root: /data/mimic3wdb-matched}'` (each source's section

@@ -190,6 +190,9 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
     page = publish_parts(headline, writer="html", settings_overrides={"halt_level": 2})["html_body"]
     assert "Did pretraining help?" in page and "<table" in page and "SSL − raw [95% CI]" in page
     assert "the SSL encoder is better than" in page and ("SSL better" in page or "no clear difference" in page)
+    card = (tmp_path / "eval" / "model_card.md").read_text()  # the export's card, then the results
+    assert card.startswith((tmp_path / "encoder" / "README.md").read_text()) and "base_model: " in card
+    assert "## Results (evaluation" in card and "| map_mmHg (MAE, lower) |" in card
     html = (tmp_path / "eval" / "probes.html").read_text()
     assert "hypotension_10min" in html and "paired difference" in html and "the whole PPG from the ECG" in html
     rec = res["reconstruction"]

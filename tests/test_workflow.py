@@ -313,11 +313,15 @@ def planned_pretrainings(workdir: Path, *configfiles: str) -> list[int]:
     (["config/vitaldb.yaml"], [100]),  # VitalDB trains one model
     (["config/vitaldb.yaml", "config/vitaldb-ablations.yaml"], [100] * 19),  # 6 variants x 3 seeds, named on purpose
     (["config/config.yaml", "config/tspulse-demo.yaml"], [12]),  # enabled: false switches the demo's variants off
+    (["config/mimic3.yaml"], [100]),  # MIMIC-III trains one model
 ])
 def test_each_shipped_config_plans_exactly_the_runs_it_says(tmp_path, files, epochs):
     """No file leaks into another: the workflow reads only the files named (before, vitaldb.yaml was
     layered over the demo config: 21 ablation runs, one of them at the demo's 4 epochs)."""
     shutil.copytree(REPO / "config", tmp_path / "config")
+    (tmp_path / "mimic").mkdir()
+    for f in files:  # a root that exists (checked when the workflow loads)
+        (tmp_path / f).write_text((tmp_path / f).read_text().replace("root: null ", f"root: {tmp_path / 'mimic'} "))
     assert planned_pretrainings(tmp_path, *files) == epochs
 
 

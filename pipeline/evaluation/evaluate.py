@@ -34,7 +34,7 @@ from pipeline.data.labels import COLUMNS, read_labels, window_key
 from pipeline.evaluation.features import RAW_FEATURES, raw_features
 from pipeline.evaluation.finetune import train_on_labels
 from pipeline.evaluation.probes import bootstrap, fit_probe, predict, subset_subjects
-from pipeline.evaluation.report import headline_rst, plot_effects, plot_label_efficiency, plot_roc, report_html
+from pipeline.evaluation.report import headline_rst, plot_effects, plot_label_efficiency, plot_roc, report_html, results_markdown
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.io import write_json, write_text
 from pipeline.model import backbones
@@ -379,4 +379,6 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
     plot_label_efficiency(results, outdir / "label_efficiency.png")
     write_text(outdir / "probes.html", report_html(results))
     write_text(outdir / "headline.rst", headline_rst(results))
+    # the export's model card with these results: the card to publish beside the weights
+    write_text(outdir / "model_card.md", (Path(encoder_dir) / "README.md").read_text() + "\n" + results_markdown(results))
     return results

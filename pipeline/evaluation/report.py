@@ -220,3 +220,25 @@ def report_html(results: dict) -> str:
         "<table border=1 cellpadding=4><tr><th>hidden</th><th>SSL model</th><th>window mean</th><th>linear interpolation</th></tr>"
         + rec_rows + "</table></body></html>\n"
     )
+
+
+def results_markdown(results: dict) -> str:
+    """The evaluation's results as a model card section (Markdown): per task, SSL's main metric and
+    its paired difference against each baseline, with 95% subject-bootstrap intervals."""
+    scored = _scored(results)
+    baselines = [fs for fs in results["feature_sets"] if fs != "ssl"]
+    lines = ["## Results (evaluation, test split: subjects disjoint from training)", "",
+             "Linear probes on frozen embeddings; 95% intervals from resampling test subjects (`eval/metrics.json`).", "",
+             "| task (metric, better) | SSL | " + " | ".join(f"SSL − {b}" for b in baselines) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in baselines) + " |"]
+    for name, r in scored.items():
+        m, ssl = r["metric"], r["results"]["ssl"]
+        cells = [f"{ssl[m]:.3f} [{ssl[m + '_ci95'][0]:.3f}, {ssl[m + '_ci95'][1]:.3f}]"]
+        for b in baselines:
+            d = r["paired"].get(f"ssl-{b}")
+            cells.append("" if d is None else f"{d[m]:+.3f} [{d[m + '_ci95'][0]:+.3f}, {d[m + '_ci95'][1]:+.3f}]")
+        lines.append(f"| {name} ({m.upper()}, {'lower' if m in LOWER_IS_BETTER else 'higher'}) | " + " | ".join(cells) + " |")
+    skipped = [n for n, r in results["tasks"].items() if "results" not in r]
+    if skipped:
+        lines += ["", f"Not scored (too few labels): {', '.join(skipped)}."]
+    return "\n".join(lines) + "\n"

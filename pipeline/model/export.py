@@ -134,8 +134,8 @@ or granite-tsfm's own class for model_type `{pre['model_type']}`{mixer_note}.
 
 ## Results
 Pretraining: best validation loss above. What the encoder is worth on downstream tasks (probes
-against baselines, with intervals) is measured by the evaluation after this export: see
-`eval/metrics.json` and `eval/probes.html` beside this folder's `export/`.
+against baselines, with intervals) is measured by the evaluation after this export: `eval/model_card.md`
+(beside this folder's `export/`) is this card with those results, the one to publish with the weights.
 
 ## Intended use and limitations
 - Intended use: research on PPG/ECG representations (probing, fine-tuning, retrieval) from

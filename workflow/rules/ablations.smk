@@ -59,6 +59,7 @@ use rule evaluate as ablation_evaluate with:
         efficiency=f"{ABLATION_RUN}/eval/label_efficiency.png",
         table=f"{ABLATION_RUN}/eval/probes.html",
         headline=f"{ABLATION_RUN}/eval/headline.rst",
+        card=f"{ABLATION_RUN}/eval/model_card.md",
     log:
         "logs/{source}/ablations/{variant}/seed{seed}/evaluate.log",
     benchmark:

@@ -56,6 +56,7 @@ rule evaluate:
             category="Evaluation",
         ),
         headline="results/{source}/eval/headline.rst",  # the report's landing page (Snakefile)
+        card="results/{source}/eval/model_card.md",  # the export's card with these results
     log:
         "logs/{source}/evaluate.log",
     benchmark:
