@@ -12,7 +12,7 @@ import pytest
 import vitaldb
 
 from pipeline.data.sources import get_source
-from pipeline.data.sources._vitalfile import ReadAgain, read_vital
+from pipeline.data.sources._vitalfile import AHEAD, OUT_CHUNK, ReadAgain, read_vital
 from pipeline.errors import CaseError
 
 FS = 100
@@ -179,8 +179,12 @@ def test_a_packed_stray_record_is_refused_and_validated_in_bounded_memory(tmp_pa
         validated = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert refused < 5e6, refused
-    assert validated < 10e6, validated
+    # the inflating thread may hold AHEAD pieces in its queue and one more on its way, the parser one
+    # and what it carries over: about (AHEAD + 3) pieces of OUT_CHUNK whatever the record claims
+    # (5.7 MB seen with both cores busy; vitaldb's parse holds the 104 MB record)
+    bound = (AHEAD + 3) * OUT_CHUNK
+    assert refused < bound, refused
+    assert validated < bound + 3e6, validated
     tracks = source.read_tracks(path, 73 * 3600.0)  # under a higher cap it is read, as vitaldb would place it
     theirs = vitaldb.VitalFile(str(path), [PPG, ECG])
     for t in tracks:
