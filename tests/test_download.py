@@ -328,7 +328,7 @@ def test_the_run_count_starts_again_when_the_fault_clears(tmp_path, served):
 def test_excluded_cases_are_never_fetched_and_recorded_as_excluded(tmp_path, served):
     files, _ = served
     with FaultyServer(files) as srv:
-        rows = [{"caseid": 1}, {"caseid": 2, "excluded": "1"}, {"caseid": 3, "excluded": "0"}]
+        rows = [{"caseid": 1}, {"caseid": 2, "excluded": True}, {"caseid": 3, "excluded": False}]
         status = download_batch(rows, params(srv.url), tmp_path / "v", tmp_path / "s.json")
         assert vital(2) not in srv.requests
     assert status["2"] == {"status": "excluded", "stage": "download", "reason": "excluded (cases.exclude)"}

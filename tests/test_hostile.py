@@ -155,13 +155,15 @@ def test_the_manifest_counts_unexpected_excluded_and_given_up_cases(tmp_path, co
     assert totals["unexpected_errors"] == {"OverflowError": 1}
 
 
-def test_the_case_table_marks_excluded_cases():
-    from pipeline.data.cases import finish_table
+def test_the_case_table_marks_excluded_cases(tmp_path):
+    from pipeline.data.cases import finish_table, read_table, write_table
 
     rows = [{"caseid": c, "subjectid": c, "has_ppg": True, "has_ecg": True} for c in (1, 2, 3)]
     cfg = {"split": {"train": 1.0, "val": 0.0, "test": 0.0}, "split_salt": "s", "caseids": None, "limit": None,
            "batch_size": 64, "exclude": [2, 99]}
     assert [r["excluded"] for r in finish_table(rows, cfg, "P", "E")] == [False, True, False]
+    write_table(tmp_path / "cases.tsv", finish_table(rows, cfg, "P", "E"))  # and read back as it was written
+    assert [r["excluded"] for r in read_table(tmp_path / "cases.tsv")] == [False, True, False]
 
 
 def test_an_unexpected_error_while_windowing_one_case_skips_that_case_only(tmp_path, config, monkeypatch):

@@ -77,6 +77,7 @@ def read_table(path: str | Path) -> list[dict]:
     for r in rows:
         r["caseid"] = int(r["caseid"])
         r["batch"] = int(r["batch"])
+        r["excluded"] = r.get("excluded") == "1"  # tables written before cases.exclude have no column
     return rows
 
 

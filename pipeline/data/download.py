@@ -109,7 +109,7 @@ def download_batch(rows: list[dict], params: dict, out_dir: str | Path, status_p
     with source.session() as session:
         for row in progress(rows, desc="download", unit="case", mininterval=2):
             caseid = str(int(row["caseid"]))
-            if str(row.get("excluded", "")) in ("1", "True", "true"):
+            if row.get("excluded"):  # cases.exclude (pipeline.data.cases.read_table)
                 status[caseid] = {"status": "excluded", "stage": "download", "reason": "excluded (cases.exclude)"}
                 continue
             dest = source.case_file(out_dir, int(caseid))

@@ -94,8 +94,9 @@ def plot_label_efficiency(results: dict, path) -> None:
     save_figure(fig, path)
 
 
-def _fmt(v: float, ci) -> str:
-    return f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+def _fmt(v: float, ci, signed: bool = False) -> str:
+    f = "+.3f" if signed else ".3f"
+    return f"{v:{f}} [{ci[0]:{f}}, {ci[1]:{f}}]"
 
 
 def _task_table(name: str, r: dict) -> str:
@@ -132,11 +133,10 @@ filter, cut into quality-checked windows, an encoder (TinyTimeMixer or TSPulse) 
 masked patch reconstruction, exported, and evaluated with linear probes against baselines."""
 
 
-def headline_rst(results: dict) -> str:
-    """The report's landing page: did pretraining help, against what? One table (per task: SSL's
-    main metric with its interval, then SSL − each baseline with its interval and a verdict) and a
-    sentence that says plainly where SSL wins and loses (the workflow's `report:` page once the
-    evaluation exists)."""
+def _headline_table(results: dict) -> tuple[list[str], list[list[str]], dict]:
+    """(header, rows, verdicts) of the headline: per scored task, SSL's main metric with its
+    interval, then SSL − each baseline with its interval and a verdict. The report's landing page
+    and the model card show the same table."""
     scored = _scored(results)
     baselines = [fs for fs in results["feature_sets"] if fs != "ssl"]
     verdict = {(t, p): v for t, p, v in _verdicts(scored)}
@@ -145,13 +145,20 @@ def headline_rst(results: dict) -> str:
     rows = []
     for name, r in scored.items():
         m, ssl = r["metric"], r["results"]["ssl"]
-        better = "lower" if m in LOWER_IS_BETTER else "higher"
-        cells = [f"{name} ({m.upper()}, {better})", f"{ssl[m]:.3f} [{ssl[m + '_ci95'][0]:.3f}, {ssl[m + '_ci95'][1]:.3f}]"]
+        cells = [f"{name} ({m.upper()}, {'lower' if m in LOWER_IS_BETTER else 'higher'})", _fmt(ssl[m], ssl[m + "_ci95"])]
         for b in baselines:
             d = r["paired"].get(f"ssl-{b}")
-            cells.append("" if d is None else f"{d[m]:+.3f} [{d[m + '_ci95'][0]:+.3f}, {d[m + '_ci95'][1]:+.3f}]: "
-                                              f"{word[verdict[(name, f'ssl-{b}')]]}")
+            cells.append("" if d is None else f"{_fmt(d[m], d[m + '_ci95'], signed=True)}: {word[verdict[(name, f'ssl-{b}')]]}")
         rows.append(cells)
+    return head, rows, verdict
+
+
+def headline_rst(results: dict) -> str:
+    """The report's landing page: did pretraining help, against what? The headline table and a
+    sentence that says plainly where SSL wins and loses (the workflow's `report:` page once the
+    evaluation exists)."""
+    scored = _scored(results)
+    head, rows, verdict = _headline_table(results)
 
     def sentence(sign):
         hits = {}
@@ -223,21 +230,11 @@ def report_html(results: dict) -> str:
 
 
 def results_markdown(results: dict) -> str:
-    """The evaluation's results as a model card section (Markdown): per task, SSL's main metric and
-    its paired difference against each baseline, with 95% subject-bootstrap intervals."""
-    scored = _scored(results)
-    baselines = [fs for fs in results["feature_sets"] if fs != "ssl"]
+    """The evaluation's results as a model card section (Markdown): the headline table."""
+    head, rows, _ = _headline_table(results)
     lines = ["## Results (evaluation, test split: subjects disjoint from training)", "",
              "Linear probes on frozen embeddings; 95% intervals from resampling test subjects (`eval/metrics.json`).", "",
-             "| task (metric, better) | SSL | " + " | ".join(f"SSL − {b}" for b in baselines) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in baselines) + " |"]
-    for name, r in scored.items():
-        m, ssl = r["metric"], r["results"]["ssl"]
-        cells = [f"{ssl[m]:.3f} [{ssl[m + '_ci95'][0]:.3f}, {ssl[m + '_ci95'][1]:.3f}]"]
-        for b in baselines:
-            d = r["paired"].get(f"ssl-{b}")
-            cells.append("" if d is None else f"{d[m]:+.3f} [{d[m + '_ci95'][0]:+.3f}, {d[m + '_ci95'][1]:+.3f}]")
-        lines.append(f"| {name} ({m.upper()}, {'lower' if m in LOWER_IS_BETTER else 'higher'}) | " + " | ".join(cells) + " |")
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head), *("| " + " | ".join(r) + " |" for r in rows)]
     skipped = [n for n, r in results["tasks"].items() if "results" not in r]
     if skipped:
         lines += ["", f"Not scored (too few labels): {', '.join(skipped)}."]
