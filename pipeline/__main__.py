@@ -7,6 +7,7 @@ same command. `--params` takes the rule's own config section(s) as JSON.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -20,12 +21,21 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
 
 
-def _params(a, checks) -> dict:
+# The cross-key rules each step's --params are checked with: its stage's (pipeline/<stage>/checks.py);
+# the evaluation reads sections of every stage.
+_DATA, _MODEL = ("pipeline.data.checks", "CHECKS"), ("pipeline.model.checks", "CHECKS")
+CHECKS_OF = {"case-table": _DATA, "download": _DATA, "resample": _DATA, "windows": _DATA, "manifest": _DATA, "labels": _DATA,
+             "pretrain": _MODEL, "export": _MODEL, "fetch-pretrained": _MODEL, "evaluate": ("pipeline.evaluation.checks", "STAGE_CHECKS")}
+
+
+def _params(a) -> dict:
     """The step's --params, checked against the schema (defaults filled) and the cross-key rules of
-    its stage (`checks`) whose sections it holds: a step run by hand with a bad value fails naming
+    its stage (CHECKS_OF) whose sections it holds: a step run by hand with a bad value fails naming
     the key."""
     from pipeline.config import validate_params
 
+    module, name = CHECKS_OF[a.step]
+    checks = getattr(importlib.import_module(module), name)
     try:
         return validate_params(json.loads(a.params), checks)
     except json.JSONDecodeError as e:
@@ -34,9 +44,8 @@ def _params(a, checks) -> dict:
 
 def cmd_case_table(a):
     from pipeline.data.cases import build_case_table, write_table
-    from pipeline.data.checks import CHECKS
 
-    rows = build_case_table(_params(a, CHECKS))
+    rows = build_case_table(_params(a))
     if not rows:
         raise SystemExit("case table is empty: no case has both tracks (check <source>.tracks and cases.*)")
     write_table(a.out, rows)
@@ -50,34 +59,30 @@ def _batch_rows(cases_path, batch):
 
 
 def cmd_download(a):
-    from pipeline.data.checks import CHECKS
     from pipeline.data.download import download_batch
 
-    download_batch(_batch_rows(a.cases, a.batch), _params(a, CHECKS), a.outdir, a.status)
+    download_batch(_batch_rows(a.cases, a.batch), _params(a), a.outdir, a.status)
 
 
 def cmd_resample(a):
-    from pipeline.data.checks import CHECKS
     from pipeline.data.resample import resample_batch
     from pipeline.io import read_json
 
-    resample_batch(read_json(a.download_status), _params(a, CHECKS), a.outdir, a.status)
+    resample_batch(read_json(a.download_status), _params(a), a.outdir, a.status)
 
 
 def cmd_windows(a):
-    from pipeline.data.checks import CHECKS
     from pipeline.data.windows import windows_batch
     from pipeline.io import read_json
 
     shards = {"train": a.train, "val": a.val, "test": a.test}
-    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a, CHECKS), shards, a.stats, a.batch)
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a), shards, a.stats, a.batch)
 
 
 def cmd_manifest(a):
-    from pipeline.data.checks import CHECKS
     from pipeline.data.windows import build_manifest
 
-    m = build_manifest(a.stats, a.out, _params(a, CHECKS))
+    m = build_manifest(a.stats, a.out, _params(a))
     log.info("manifest: %s", json.dumps(m["totals"]))
 
 
@@ -94,10 +99,9 @@ def _share_cores(a):
 
 def cmd_pretrain(a):
     from pipeline.io import digest, read_json
-    from pipeline.model.checks import CHECKS
     from pipeline.model.train import pretrain
 
-    params = _params(a, CHECKS)
+    params = _params(a)
     share = _share_cores(a)
     manifest = read_json(a.manifest)
     data_digest = digest({"manifest": manifest["config_digest"], "totals": manifest["totals"],
@@ -107,35 +111,31 @@ def cmd_pretrain(a):
 
 
 def cmd_export(a):
-    from pipeline.model.checks import CHECKS
     from pipeline.model.export import export_encoder
 
-    export_encoder(a.model, a.manifest, a.metrics, a.summary, _params(a, CHECKS), a.out)
+    export_encoder(a.model, a.manifest, a.metrics, a.summary, _params(a), a.out)
 
 
 def cmd_evaluate(a):
-    from pipeline.evaluation.checks import STAGE_CHECKS as CHECKS
     from pipeline.evaluation.evaluate import evaluate
 
-    p = _params(a, CHECKS)
+    p = _params(a)
     _share_cores(a)
     evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, a.labels, p["model"], p["train"], p["evaluate"],
              p["labels"], p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
 
 
 def cmd_labels(a):
-    from pipeline.data.checks import CHECKS
     from pipeline.data.labels import labels_batch
     from pipeline.io import read_json
 
-    labels_batch(read_json(a.download_status), a.shards, _params(a, CHECKS), a.out)
+    labels_batch(read_json(a.download_status), a.shards, _params(a), a.out)
 
 
 def cmd_fetch_pretrained(a):
     from pipeline.model.backbones import fetch_pretrained
-    from pipeline.model.checks import CHECKS
 
-    fetch_pretrained(_params(a, CHECKS)["model"], a.out)
+    fetch_pretrained(_params(a)["model"], a.out)
 
 
 def cmd_qc(a):
@@ -166,7 +166,8 @@ def cmd_config_docs(a):
     sys.stdout.write(render_docs())
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per step."""
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = p.add_subparsers(dest="step", required=True)
 
@@ -219,7 +220,11 @@ def main(argv=None) -> None:
     s.add_argument("runs", nargs="+", help="run folders results/<source>/ablations/<variant>/seed<seed>")
     s.set_defaults(func=cmd_ablation_summary)
 
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> None:
+    a = build_parser().parse_args(argv)
     _setup_logging()
     from pipeline.model.cores import OMP_ENV
 

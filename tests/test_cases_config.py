@@ -178,3 +178,17 @@ def test_errors_say_the_fix_and_strings_from_the_command_line_are_coerced():
         cfg["train"] = {**cfg["train"], key: bad}
         with pytest.raises(ConfigError, match=rf"train.{key}: {match}"):
             validate_config(cfg, ALL_CHECKS)
+
+
+def test_every_step_that_takes_params_names_its_stages_checks():
+    """A step added to the command line without its checks would fail at its first run: caught here."""
+    import argparse
+    import importlib
+
+    import pipeline.__main__ as cli
+
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    with_params = {name for name, p in sub.choices.items() if any(o.dest == "params" for o in p._actions)}
+    assert with_params == set(cli.CHECKS_OF)
+    for module, name in cli.CHECKS_OF.values():
+        assert getattr(importlib.import_module(module), name)
