@@ -121,8 +121,8 @@ def cmd_evaluate(a):
 
     p = _params(a)
     _share_cores(a)
-    evaluate(a.encoder, a.model, a.train_shards, a.test_shards, a.cases, a.labels, p["model"], p["train"], p["evaluate"],
-             p["labels"], p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained)
+    evaluate(a.encoder, a.model, a.train_shards, a.eval_shards, a.cases, a.labels, p["model"], p["train"], p["evaluate"],
+             p["labels"], p["signals"]["target_fs"], a.outdir, pretrained=a.pretrained, split=a.split)
 
 
 def cmd_labels(a):
@@ -200,8 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
          "tracks, signals and window as JSON", ["model", "manifest", "metrics", "summary", "out"])
     step("evaluate", cmd_evaluate, "probes of the exported encoder vs baselines on the tasks; reconstruction quality",
          "model, train, evaluate, signals and labels as JSON", ["encoder", "model", "cases", "outdir"],
-         ["train-shards", "test-shards", "labels"],
-         extra=lambda s: (_threads_arg(s), _pretrained_arg(s)))
+         ["train-shards", "eval-shards", "labels"],
+         extra=lambda s: (_threads_arg(s), _pretrained_arg(s),
+                          s.add_argument("--split", choices=("val", "test"), required=True,
+                                         help="the split --eval-shards hold: val for every choice (ablations), test once for the final table")))
     step("labels", cmd_labels, "per-window blood pressure and hypotension-ahead labels of one batch (numeric tracks)",
          "source, its tracks, labels, window and signals as JSON", ["download-status", "out"], ["shards"])
     step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",

@@ -37,6 +37,9 @@ def test_run_config_applies_the_variant_and_the_seed_only():
     assert same == dict(cfg, ablations={}, evaluate=dict(cfg["evaluate"], finetune_epochs=0))  # frozen probes only
     with pytest.raises(ConfigError, match="no variant 'nope'"):
         run_config(cfg, "nope", 0)
+    cfg = demo_config(variants={"no_scale": {"evaluate": {"scale_features": False}}})  # an evaluation-only variant
+    run = run_config(cfg, "no_scale", 0)
+    assert run["evaluate"] == dict(cfg["evaluate"], scale_features=False, finetune_epochs=0) and cfg["evaluate"]["scale_features"]
 
 
 @pytest.mark.parametrize("override, needle", [
@@ -55,10 +58,10 @@ def test_variant_names_and_sections_are_checked():
     with pytest.raises(ConfigError, match="ablations.variants"):
         demo_config(variants={"../escape": {}})
     with pytest.raises(ConfigError, match="unknown key"):
-        demo_config(variants={"v": {"window": {"length": 512}}})  # only model and train may vary
+        demo_config(variants={"v": {"window": {"length": 512}}})  # only model, train and evaluate may vary
 
 
-def _fake_run(root, variant, seed, best_val, hr_mae):
+def _fake_run(root, variant, seed, best_val, hr_mae, split="val"):
     d = root / "ablations" / variant / f"seed{seed}"
     (d / "pretrain").mkdir(parents=True)
     (d / "eval").mkdir(parents=True)
@@ -66,7 +69,7 @@ def _fake_run(root, variant, seed, best_val, hr_mae):
     rec = {k: {"model": best_val / 2, "window_mean": 1.0} for k in ("random_patches", "ppg_from_ecg", "ecg_from_ppg")}
     tasks = {"heart_rate_ppg": {"results": {"ssl": {"r2": 0.5, "mae": hr_mae}, "random": {"mae": 9.0}}},
              "age": {"level": "subject"}}  # skipped: no results
-    (d / "eval" / "metrics.json").write_text(json.dumps({"tasks": tasks, "reconstruction": rec}))
+    (d / "eval" / "metrics.json").write_text(json.dumps({"split": split, "tasks": tasks, "reconstruction": rec}))
     return d
 
 
@@ -81,6 +84,14 @@ def test_summary_has_one_row_per_run_and_nan_for_skipped_tasks(tmp_path):
     assert np.isnan(float(rows[0]["age_mae"]))
     assert {f"{t.name}_{t.metric}" for t in TASKS} <= set(rows[0])
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_summary_never_reads_test_metrics(tmp_path):
+    """Choices are made on the validation split: a run scored on test is refused, not summarised."""
+    runs = [_fake_run(tmp_path, "a", 0, 0.7, 0.8), _fake_run(tmp_path, "b", 0, 0.9, 0.5, split="test")]
+    with pytest.raises(ValueError, match="'test' split; choices read the validation split only"):
+        write_summary(runs, tmp_path / "summary.tsv", tmp_path / "summary.png")
+    assert not (tmp_path / "summary.tsv").exists()
 
 
 def test_summary_rejects_a_folder_that_is_not_a_run(tmp_path):

@@ -129,9 +129,11 @@ def test_step_commands_validate_their_params(tmp_path, step, params, key):
     out = tmp_path / "out"
     paths = {"manifest": ["--out", str(out), str(tmp_path / "none.json")],
              "export": [f"--{a}" for a in ("model", "manifest", "metrics", "summary")],
-             "evaluate": [f"--{a}" for a in ("encoder", "model", "cases", "train-shards", "test-shards", "labels")]}[step]
+             "evaluate": [f"--{a}" for a in ("encoder", "model", "cases", "train-shards", "eval-shards", "labels")]}[step]
     if step != "manifest":  # every path option points at a file that does not exist: validation comes first
         paths = [x for a in paths for x in (a, str(tmp_path / "none"))] + ["--out" if step == "export" else "--outdir", str(out)]
+    if step == "evaluate":
+        paths += ["--split", "val"]
     cmd = [sys.executable, "-m", "pipeline", step, "--params", json.dumps(params), *paths]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and key in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pipeline.evaluation.evaluate import linear_interpolation_fill
-from pipeline.evaluation.probes import bootstrap, fit_probe, predict, score, subset_subjects
+from pipeline.evaluation.probes import bootstrap, calibration, fit_probe, predict, score, subset_subjects, within_case_auroc
 from pipeline.model.masking import patch_mask
 from tests.helpers import windows
 
@@ -55,7 +55,7 @@ def test_grouped_cv_does_not_reward_memorising_subjects():
 
 
 def test_scores_equal_scikit_learn():
-    from sklearn.metrics import average_precision_score, mean_absolute_error, r2_score, roc_auc_score
+    from sklearn.metrics import average_precision_score, brier_score_loss, mean_absolute_error, r2_score, roc_auc_score
 
     rng = np.random.default_rng(4)
     y = rng.normal(size=300)
@@ -66,7 +66,35 @@ def test_scores_equal_scikit_learn():
     pc = np.round(yc * 0.5 + rng.uniform(size=300), 1)  # ties in the scores
     s = score(yc, pc, "classification")
     assert s["auroc"] == pytest.approx(roc_auc_score(yc, pc)) and s["auprc"] == pytest.approx(average_precision_score(yc, pc))
+    pp = rng.uniform(size=300)
+    assert score(yc, pp, "classification")["brier"] == pytest.approx(brier_score_loss(yc, pp))
     assert np.isnan(score(np.ones(5), np.arange(5.0), "classification")["auroc"])
+
+
+def test_within_case_auroc_ranks_each_cases_own_windows():
+    """A score that only tells cases apart (a per-case constant) scores 0.5 within cases whatever its
+    pooled AUROC; cases with one class are left out and counted."""
+    rng = np.random.default_rng(6)
+    cases = np.repeat(np.arange(10), 40)
+    y = (rng.uniform(size=400) < np.repeat(np.linspace(0.05, 0.6, 10), 40)).astype(float)
+    y[cases == 9] = 0.0  # one case with negatives only
+    per_case = np.repeat(np.linspace(0.05, 0.6, 10), 40)  # the case's risk: good across cases, nothing within
+    assert score(y, per_case, "classification")["auroc"] > 0.6
+    auc, n = within_case_auroc(y, per_case, cases)
+    assert auc == pytest.approx(0.5) and n == 9
+    auc, _ = within_case_auroc(y, y + rng.normal(0, 0.3, 400), cases)  # a score that sees the label
+    assert auc > 0.9
+
+
+def test_calibration_curve_of_a_calibrated_and_an_overconfident_score():
+    rng = np.random.default_rng(7)
+    p = rng.uniform(size=20000)
+    y = (rng.uniform(size=20000) < p).astype(float)
+    good = calibration(y, p)
+    assert len(good["predicted"]) == 10 and sum(good["n"]) == 20000
+    assert np.abs(np.subtract(good["predicted"], good["observed"])).max() < 0.03
+    bad = calibration(y, np.clip(0.5 + 2 * (p - 0.5), 0, 1))  # stretched: too sure both ways
+    assert bad["observed"][0] > bad["predicted"][0] + 0.05 and bad["observed"][-1] < bad["predicted"][-1] - 0.05
 
 
 def test_bootstrap_pairs_the_draws():
@@ -146,7 +174,8 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
         for k in range(8):
             bp = 60 + 0.5 * hr + k  # tied to the heart rate, so the features can find it
             label_rows.append([caseid, f"{k * 8.192:.3f}", f"{bp:.2f}", f"{bp + 40:.2f}", f"{bp - 20:.2f}",
-                               str(int(hr > 80)), str(int(hr > 75)), "" if k == 0 else str(int(hr > 70))])
+                               str(int(hr + k > 82)), str(int(hr > 75)), "" if k == 0 else str(int(hr > 70)),  # ahead
+                               str(int(hr > 72)), str(int(hr > 68)), str(int(hr > 62))])  # onset protocol
     write_table(tmp_path / "cases.tsv", rows)
     labels = tmp_path / "labels.tsv"
     labels.write_text("\t".join(COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in label_rows))
@@ -162,17 +191,29 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
     res = evaluate(tmp_path / "encoder", pre / "model.pt", train, test, tmp_path / "cases.tsv", [labels], model_cfg,
                    dict(TINY_TRAIN), eval_cfg, config["labels"], 125, tmp_path / "eval", pretrained=tmp_path / "ttm")
     assert res["feature_sets"] == ["ssl", "ssl_finetuned", "supervised", "random", "pretrained", "raw"]
-    assert set(res["tasks"]) == {t.name for t in TASKS}
+    assert set(res["tasks"]) == {t.name for t in TASKS} and res["split"] == "test" and res["reconstruction"]["split"] == "test"
     for task in TASKS:
         r = res["tasks"][task.name]
+        assert r["split"] == "test", task.name  # every block names the split it was scored on
         assert r["level"] == task.level and r["kind"] == task.kind and r["n_test_subjects"] == 6, task.name
-        assert set(r["results"]) == set(res["feature_sets"]), task.name
+        extra = [*task.references, *(["prevalence"] if task.kind == "classification" else [])]
+        assert set(r["results"]) == set(res["feature_sets"]) | set(extra), task.name
         for fs, m in r["results"].items():
             assert set(task.metrics) | {f"{k}_ci95" for k in task.metrics} <= set(m), (task.name, fs)
-        assert set(r["paired"]) == {f"ssl-{fs}" for fs in res["feature_sets"][1:]}
+        assert set(r["paired"]) == {f"ssl-{fs}" for fs in res["feature_sets"][1:] + extra}
+        if task.kind == "classification":
+            y = r["prevalence"]["test"]
+            assert 0 < y < 1 and r["results"]["prevalence"]["auroc"] == 0.5 and r["results"]["ssl"]["prevalence"] == y
+            assert r["positives"]["test"]["subjects"] <= r["positives"]["test"]["cases"] <= r["positives"]["test"]["windows"]
+            assert set(r["calibration"]) == set(r["results"]) and all(sum(c["n"]) == r["n_test"] for c in r["calibration"].values())
         d = r["paired"]["ssl-raw"]
         assert d[task.metric] == pytest.approx(r["results"]["ssl"][task.metric] - r["results"]["raw"][task.metric])
     assert res["tasks"]["hypotension_15min"]["n_test"] == 6 * 7  # the undefined first window of each case is left out
+    h5 = res["tasks"]["hypotension_5min"]["results"]
+    assert h5["ssl"]["n_cases_within"] == 1 and np.isfinite(h5["ssl"]["auroc_within_case"])  # only case 14 has both classes
+    assert "current_map" in res["tasks"]["hypotension_onset_5min"]["results"] and "current_map" not in res["tasks"]["map_mmHg"]["results"]
+    assert h5["current_map"]["auroc"] > 0.9  # MAP rises with k, so does the 5-min label within case 14 and across cases
+    assert res["scale_features"] is True
     assert res["tasks"]["map_mmHg"]["results"]["raw"]["r2"] > 0.5  # the raw heart rate carries the planted BP
     eff = res["tasks"]["map_mmHg"]["label_efficiency"]
     # 1% and 10% of 10 train subjects are both the minimum of 2: one point, not two at the same count
@@ -182,13 +223,14 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
             assert lo <= v <= hi, (fs, v, lo, hi)  # each point with its subject-bootstrap interval
     r = res["tasks"]["map_mmHg"]
     assert eff["results"]["ssl"][-1] == r["results"]["ssl"][r["metric"]]  # 100% = the main probe
-    for f in ("probes.png", "roc.png", "label_efficiency.png"):
+    for f in ("probes.png", "roc.png", "label_efficiency.png", "calibration.png", "hypotension.png"):
         assert (tmp_path / "eval" / f).stat().st_size > 5000, f
     from docutils.core import publish_parts
 
     headline = (tmp_path / "eval" / "headline.rst").read_text()  # the report's landing page
     page = publish_parts(headline, writer="html", settings_overrides={"halt_level": 2})["html_body"]
     assert "Did pretraining help?" in page and "<table" in page and "SSL − raw [95% CI]" in page
+    assert "SSL − current_map (reference) [95% CI]" in page and "0.897" in page  # the monitor's MAP and Lee 2021
     assert "the SSL encoder is better than" in page and ("SSL better" in page or "no clear difference" in page)
     card = (tmp_path / "eval" / "model_card.md").read_text()  # the export's card, then the results
     assert card.startswith((tmp_path / "encoder" / "README.md").read_text()) and "base_model: " in card

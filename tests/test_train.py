@@ -261,7 +261,8 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
     meta = yaml.safe_load(card.split("---\n")[1])  # front matter as model hubs read it
     assert meta["license"] == "other" and meta["datasets"] == ["demo"] and meta["library_name"] == "granite-tsfm"
     assert "ppg" in meta["tags"] and "tinytimemixer" in meta["tags"] and "base_model" not in meta
-    assert f"-> [N, 2, {2 * model_cfg['d_model']}]" in card  # the shape embed() returns (asserted below)
+    assert f"-> [N, 2, {2 * model_cfg['d_model'] + 2}]" in card  # the shape embed() returns (asserted below)
+    assert "log(std" in prep["scale"] and "2 d_model + 2" in prep["scale"]
     assert '"train": 1' in card  # subjects with windows per split, from the manifest
 
     x = windows(6, seed=4)
@@ -272,7 +273,12 @@ def test_export_round_trip_in_a_fresh_process(tmp_path, config, mixing):
         backbone_tokens = model.backbone(torch.from_numpy(normalize(x)))
         tokens = backbone_tokens.mean(dim=2).numpy()
         unmixed = pool(backbone_tokens).numpy()
-    np.testing.assert_allclose(embed(x, out), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(embed(x, out, scale=False), want, rtol=1e-5, atol=1e-6)
+    got = embed(x, out)  # the default appends each channel's scale: log std and mean of the raw window
+    assert got.shape == (6, 2, 2 * model.encoder.d_model + 2)
+    np.testing.assert_allclose(got[..., :-2], want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[..., -2], np.log(x.astype(np.float64).std(-1) + 1e-6), rtol=1e-5)
+    np.testing.assert_allclose(got[..., -1], x.astype(np.float64).mean(-1), rtol=1e-4, atol=1e-5)
     assert want.shape == (6, 2, 2 * model.encoder.d_model)
     assert (mixing == "mixer") == (np.abs(want - unmixed).max() > 1e-4)  # the trained mixer changes the embeddings
     code = (  # the backbone alone, with granite-tsfm's own class

@@ -15,9 +15,23 @@ Definitions (the report repeats them):
   over `max_gap_s` inside it) lasting at least `labels.hypotension_min_s`. The run lasts from its
   first sample to the first sample at or above the threshold after it; a run cut by a gap or by the
   end of the data lasts to its last sample. The event starts at the run's first sample.
-- Hypotension ahead, horizon h, for a window ending at t: undefined if no valid MAP sample lies in
-  [t - max_gap_s, t] or the latest one is below the threshold (already hypotensive); else positive
-  if an event starts in (t, t + h]; else negative if MAP data cover [t, t + h]; else undefined.
+- Censored run: a run shorter than `hypotension_min_s` that a gap or the end of the data cuts: it may
+  be an event whose rest was not recorded. It is never a positive, but it blocks like an event
+  wherever the rules below need "no event" (a negative must be known to be one).
+- Washout W = `labels.washout_s`. A window ending at t is labelled only if MAP data cover
+  [t - W, t + h] (both classes alike: a window near the end of a case, whose future is not
+  recorded, is undefined whatever happens), and only if no event or censored run overlaps
+  [t - W, t] (no window during a hypotensive stretch, or less than W after one).
+
+Two protocols, each a set of label columns per horizon h in `HORIZONS_MIN`:
+- `hypotension_{h}min` (hypotension ahead, every window): with the rules above, positive if an event
+  starts in (t, t + h]; negative if no event or censored run overlaps [t - W, t + h].
+- `hypotension_onset_{h}min` (the literature's protocol: Hatib et al. 2018, Lee et al. 2021): per
+  event starting at s, one positive, the last window ending at or before s - h (if it ends less than
+  one window length before s - h; else the event has no positive at h), provided MAP data cover
+  [t - W, s] and no other event or censored run overlaps [t - W, s); negatives are windows whose
+  span lies at least `labels.negative_margin_s` from every event and censored run, with MAP data
+  covering [t - W, t + h]; every other window is undefined.
 """
 
 from __future__ import annotations
@@ -37,7 +51,9 @@ log = logging.getLogger(__name__)
 
 HORIZONS_MIN = (5, 10, 15)
 PRESSURES = ("map", "sbp", "dbp")
-COLUMNS = ["caseid", "start_s", *(f"{p}_mmHg" for p in PRESSURES), *(f"hypotension_{h}min" for h in HORIZONS_MIN)]
+PROTOCOLS = ("hypotension", "hypotension_onset")  # column prefixes: hypotension ahead, the onset protocol (module docstring)
+COLUMNS = ["caseid", "start_s", *(f"{p}_mmHg" for p in PRESSURES),
+           *(f"{protocol}_{h}min" for protocol in PROTOCOLS for h in HORIZONS_MIN)]
 
 
 def valid(times: np.ndarray, values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -55,10 +71,12 @@ def window_medians(t: np.ndarray, v: np.ndarray, starts: np.ndarray, length_s: f
     return np.array([np.median(v[a:b]) if b > a else np.nan for a, b in zip(lo, hi)])
 
 
-def hypotension_events(t: np.ndarray, v: np.ndarray, threshold: float, min_s: float, max_gap_s: float) -> np.ndarray:
-    """Start times of the hypotensive events of a valid MAP series (module docstring)."""
+def hypotensive_runs(t: np.ndarray, v: np.ndarray, threshold: float, min_s: float, max_gap_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(events, blockers) of a valid MAP series (module docstring): [k, 2] arrays of (start, end)
+    times, sorted and disjoint; events are the runs of at least `min_s`, blockers the events and the
+    censored runs (shorter, but cut by a gap or the end of the data)."""
     below = v < threshold
-    starts = []
+    events, blockers = [], []
     i, n = 0, len(t)
     while i < n:
         if not below[i]:
@@ -70,32 +88,61 @@ def hypotension_events(t: np.ndarray, v: np.ndarray, threshold: float, min_s: fl
         recovered = j + 1 < n and t[j + 1] - t[j] <= max_gap_s  # the next sample is at or above, no gap
         end = t[j + 1] if recovered else t[j]
         if end - t[i] >= min_s:
-            starts.append(t[i])
+            events.append((t[i], end))
+            blockers.append((t[i], end))
+        elif not recovered:
+            blockers.append((t[i], end))
         i = j + 1
-    return np.asarray(starts, dtype=np.float64)
+    return np.asarray(events, np.float64).reshape(-1, 2), np.asarray(blockers, np.float64).reshape(-1, 2)
 
 
-def hypotension_ahead(t: np.ndarray, v: np.ndarray, ends: np.ndarray, horizon_s: float, threshold: float,
-                      min_s: float, max_gap_s: float) -> np.ndarray:
-    """1 / 0 / NaN (undefined) per window end time (module docstring)."""
-    ends = np.asarray(ends, dtype=np.float64)
-    out = np.full(len(ends), np.nan)
+def covered(t: np.ndarray, lo, hi, max_gap_s: float) -> np.ndarray:
+    """Per span [lo, hi]: do the valid sample times t (sorted) cover it (module docstring, "Coverage")?"""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     if len(t) == 0:
-        return out
-    events = hypotension_events(t, v, threshold, min_s, max_gap_s)
+        return np.zeros(lo.shape, bool)
     gaps = np.concatenate([[0], np.cumsum(np.diff(t) > max_gap_s)])  # gaps[k] = gaps before sample k
-    a = np.searchsorted(t, ends, side="right") - 1  # latest sample at or before t
-    b = np.searchsorted(t, ends + horizon_s, side="right") - 1  # latest sample at or before t + h
-    a_ok = a >= 0
-    a_c = np.clip(a, 0, len(t) - 1)
-    now_ok = a_ok & (ends - t[a_c] <= max_gap_s) & (v[a_c] >= threshold)
-    first = np.searchsorted(events, ends, side="right")
-    last = np.searchsorted(events, ends + horizon_s, side="right")
-    positive = last > first
-    b_c = np.clip(b, 0, len(t) - 1)
-    covered = a_ok & (ends + horizon_s - t[b_c] <= max_gap_s) & (gaps[b_c] == gaps[a_c])
-    out[now_ok & covered] = 0.0
-    out[now_ok & positive] = 1.0
+    i = np.searchsorted(t, lo, side="left")  # first sample at or after lo
+    j = np.searchsorted(t, hi, side="right") - 1  # last sample at or before hi
+    ic, jc = np.clip(i, 0, len(t) - 1), np.clip(j, 0, len(t) - 1)
+    return (i <= j) & (i < len(t)) & (j >= 0) & (t[ic] - lo <= max_gap_s) & (hi - t[jc] <= max_gap_s) & (gaps[ic] == gaps[jc])
+
+
+def overlapping(runs: np.ndarray, lo, hi) -> np.ndarray:
+    """Per span [lo, hi]: how many of the sorted, disjoint runs [start, end] overlap it."""
+    return np.searchsorted(runs[:, 0], hi, side="right") - np.searchsorted(runs[:, 1], lo, side="left")
+
+
+def hypotension_ahead(t: np.ndarray, v: np.ndarray, ends: np.ndarray, horizon_s: float, cfg: dict) -> np.ndarray:
+    """1 / 0 / NaN (undefined) per window end time: the hypotension-ahead protocol (module docstring)."""
+    ends = np.asarray(ends, dtype=np.float64)
+    events, blockers = hypotensive_runs(t, v, cfg["hypotension_mmHg"], cfg["hypotension_min_s"], cfg["max_gap_s"])
+    w = cfg["washout_s"]
+    labelled = covered(t, ends - w, ends + horizon_s, cfg["max_gap_s"]) & (overlapping(blockers, ends - w, ends) == 0)
+    starts = events[:, 0]
+    onset_ahead = np.searchsorted(starts, ends + horizon_s, side="right") > np.searchsorted(starts, ends, side="right")
+    out = np.full(len(ends), np.nan)
+    out[labelled & (overlapping(blockers, ends - w, ends + horizon_s) == 0)] = 0.0
+    out[labelled & onset_ahead] = 1.0
+    return out
+
+
+def hypotension_onset(t: np.ndarray, v: np.ndarray, ends: np.ndarray, window_s: float, horizon_s: float, cfg: dict) -> np.ndarray:
+    """1 / 0 / NaN per window end time (sorted): the onset protocol (module docstring), one positive per event."""
+    ends = np.asarray(ends, dtype=np.float64)
+    events, blockers = hypotensive_runs(t, v, cfg["hypotension_mmHg"], cfg["hypotension_min_s"], cfg["max_gap_s"])
+    w, gap, margin = cfg["washout_s"], cfg["max_gap_s"], cfg["negative_margin_s"]
+    out = np.full(len(ends), np.nan)
+    far = overlapping(blockers, ends - window_s - margin, ends + margin) == 0
+    out[far & covered(t, ends - w, ends + horizon_s, gap)] = 0.0
+    for s in events[:, 0]:
+        k = np.searchsorted(ends, s - horizon_s, side="right") - 1  # the last window ending at or before s - h
+        if k < 0 or s - horizon_s - ends[k] >= window_s:
+            continue
+        e = ends[k]
+        others = np.searchsorted(blockers[:, 0], s, side="left") - np.searchsorted(blockers[:, 1], e - w, side="left")
+        if others == 0 and covered(t, [e - w], [s], gap)[0]:
+            out[k] = 1.0
     return out
 
 
@@ -103,6 +150,7 @@ def label_case(numerics: dict, starts: np.ndarray, window_s: float, cfg: dict) -
     """Label columns for the windows of one case starting at `starts`; `numerics` = {track name:
     (times_s, values)} on the windows' clock (Source.read_numerics)."""
     starts = np.asarray(starts, dtype=np.float64)
+    order = np.argsort(starts, kind="stable")
     out = {}
     series = {}
     for p in PRESSURES:
@@ -111,9 +159,12 @@ def label_case(numerics: dict, starts: np.ndarray, window_s: float, cfg: dict) -
         series[p] = valid(*numerics[name], lo, hi) if name in numerics else (np.empty(0), np.empty(0))
         out[f"{p}_mmHg"] = window_medians(*series[p], starts, window_s)
     t, v = series["map"]
+    ends = starts[order] + window_s
     for h in HORIZONS_MIN:
-        out[f"hypotension_{h}min"] = hypotension_ahead(t, v, starts + window_s, 60.0 * h, cfg["hypotension_mmHg"],
-                                                       cfg["hypotension_min_s"], cfg["max_gap_s"])
+        for column, labels in ((f"hypotension_{h}min", hypotension_ahead(t, v, ends, 60.0 * h, cfg)),
+                               (f"hypotension_onset_{h}min", hypotension_onset(t, v, ends, window_s, 60.0 * h, cfg))):
+            out[column] = np.empty(len(starts))
+            out[column][order] = labels
     return out
 
 
@@ -180,7 +231,11 @@ def read_labels(paths: list[str | Path], keys: set | None = None) -> dict[tuple[
     out = {}
     for p in paths:
         with open(p, newline="") as f:
-            for r in csv.DictReader(f, delimiter="\t"):
+            reader = csv.DictReader(f, delimiter="\t")
+            if reader.fieldnames != COLUMNS:
+                raise ValueError(f"{p}: label columns {reader.fieldnames} are not this version's {COLUMNS}; "
+                                 "rerun the labels rule (snakemake -R labels)")
+            for r in reader:
                 key = window_key(r["caseid"], r["start_s"])
                 if keys is None or key in keys:
                     out[key] = {c: float(r[c]) if r[c] != "" else np.nan for c in COLUMNS[2:]}

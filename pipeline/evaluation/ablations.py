@@ -1,8 +1,9 @@
 """Ablations as a workflow feature (docs/design.md, "Ablations").
 
-The config's `ablations` section names variants, each a set of overrides of `model` and `train`,
+The config's `ablations` section names variants, each a set of overrides of `model`, `train` and `evaluate`,
 and seeds. Every (variant, seed) is one run, pretrained, exported and evaluated under
-`results/<source>/ablations/<variant>/seed<seed>/` from the same shards as the main run. `run_config`
+`results/<source>/ablations/<variant>/seed<seed>/` from the same shards as the main run, and scored
+on the validation split (the test split is the main run's, scored once). `run_config`
 derives a run's config; `check_ablations` validates every variant's merged config when the
 workflow loads; `write_summary` gathers the runs into `summary.tsv` and a plot.
 """
@@ -24,7 +25,7 @@ from pipeline.evaluation.tasks import TASKS
 from pipeline.io import read_json, write_text
 from pipeline.plots import panel_grid, save_figure
 
-SECTIONS = ("model", "train")  # what a variant may override
+SECTIONS = ("model", "train", "evaluate")  # what a variant may override
 RUN_DIR = re.compile(r"(?:^|/)ablations/(?P<variant>[^/]+)/seed(?P<seed>\d+)/?$")
 
 
@@ -55,7 +56,7 @@ def run_config(config: dict, variant: str, seed: int) -> dict:
     for section in SECTIONS:
         cfg[section] = merge(config[section], active[variant].get(section, {}))
     cfg["train"]["seed"] = int(seed)
-    cfg["evaluate"] = dict(cfg["evaluate"], finetune_epochs=0)
+    cfg["evaluate"]["finetune_epochs"] = 0
     return cfg
 
 
@@ -73,7 +74,12 @@ def check_ablations(config: dict, checks: Checks) -> None:
 # ----------------------------------------------------------------------------- summary
 def main_metrics(metrics: dict) -> dict[str, float]:
     """{"<task>_<metric>": value} of the SSL encoder for every task the evaluation scored
-    (the task table's main metric); NaN where the task was skipped."""
+    (the task table's main metric); NaN where the task was skipped. Only from an evaluation scored on
+    the validation split: every choice is made there, never on test (docs/design.md, "The locked
+    test split")."""
+    if metrics.get("split") != "val":
+        raise ValueError(f"ablation summary: metrics scored on the {metrics.get('split', 'unknown')!r} split; "
+                         "choices read the validation split only (the ablation_evaluate rule scores val)")
     out = {}
     for task in TASKS:
         res = metrics.get("tasks", {}).get(task.name, {}).get("results", {}).get("ssl", {})

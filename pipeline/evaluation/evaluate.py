@@ -9,10 +9,19 @@ Feature sets, all on the same windows and subjects:
   - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set),
   - `raw`: features a physiologist would use (pipeline/evaluation/features.py: spectral-peak heart rate, pulse
     amplitude, pulse arrival time, moments, band powers).
+With `evaluate.scale_features`, every encoder's embedding carries each window's scale (log std and
+mean per channel before normalisation, pipeline.model.embedding.window_scale). References beside
+them, for the tasks that name them (`REFERENCE_SETS`): `current_map`, the window's own arterial MAP
+(invasive: a value the monitor already shows, not a competitor); and for every classification
+`prevalence`, the constant train prevalence (AUROC 0.5; the Brier score to beat).
 Every feature set is probed the same way (pipeline/evaluation/probes.py: linear probe, regularisation by
-subject-grouped CV) on the train split and scored on the test split (subjects disjoint) for every
-task of `pipeline.evaluation.tasks.TASKS`, with subject-bootstrap 95% intervals and paired differences SSL -
-baseline on the same draws. Window-level tasks also get a label-efficiency curve (the probe trained on
+subject-grouped CV) on the train split and scored on one other split (subjects disjoint): `val` for
+every choice (ablation runs), `test` once, for the final table; metrics.json names the split in
+every block ("n_test" counts the scored split's rows). Per task of `pipeline.evaluation.tasks.TASKS`:
+subject-bootstrap 95% intervals and paired differences SSL - each other set on the same draws; for
+classifications also AUPRC with the prevalence beside it, Brier score, a calibration curve, AUROC
+within cases (mean over scored cases with both classes, and how many), positives counted in
+windows, cases and subjects. Window-level tasks also get a label-efficiency curve (the probe trained on
 1%, 10% and 100% of the train subjects). Subject-level tasks average each subject's window features.
 Embeddings are computed in a stream over the sampled windows (`iter_signals`), so memory follows the
 embedding width, not the windows; fine-tuning holds its labelled train windows (at most
@@ -33,8 +42,9 @@ from pipeline.data.cases import read_table
 from pipeline.data.labels import COLUMNS, read_labels, window_key
 from pipeline.evaluation.features import RAW_FEATURES, raw_features
 from pipeline.evaluation.finetune import train_on_labels
-from pipeline.evaluation.probes import bootstrap, fit_probe, predict, subset_subjects
-from pipeline.evaluation.report import headline_rst, plot_effects, plot_label_efficiency, plot_roc, report_html, results_markdown
+from pipeline.evaluation.probes import bootstrap, calibration, fit_probe, predict, subset_subjects, within_case_auroc
+from pipeline.evaluation.report import (headline_rst, plot_calibration, plot_effects, plot_hypotension, plot_label_efficiency, plot_roc,
+                                        report_html, results_markdown)
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.io import write_json, write_text
 from pipeline.model import backbones
@@ -182,6 +192,9 @@ def window_labels(split: dict, labels: dict) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- features
 INPUT_SETS = sorted({t.inputs for t in TASKS})
+# Reference feature sets: {name: label column}, a value the monitor already gives (tasks name them in `references`)
+REFERENCE_SETS = {"current_map": "map_mmHg"}
+CONSTANT = "prevalence"  # every classification also gets the constant prediction of the train prevalence (Brier's reference)
 
 
 def _blank(x: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
@@ -195,9 +208,10 @@ def _blank(x: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
     return x
 
 
-def compute_features(encoders: dict, split: dict, fs: float) -> dict:
+def compute_features(encoders: dict, split: dict, fs: float, scale: bool = False) -> dict:
     """{(feature set, inputs): [n, F]} in a stream over the split: each encoder's embedding of the
-    input channels (`embedding.pool`: mean and spread over their tokens, channels concatenated), and the raw features that use
+    input channels (`embedding.pool`: mean and spread over their tokens, with `scale` each channel's
+    log std and mean before normalisation appended, channels concatenated), and the raw features that use
     only those channels."""
     parts: dict = {}
     raw_cols = {inputs: [i for i, (_, chs) in enumerate(RAW_FEATURES) if set(chs) <= set(inputs)] for inputs in INPUT_SETS}
@@ -208,9 +222,14 @@ def compute_features(encoders: dict, split: dict, fs: float) -> dict:
             xb = _blank(x, inputs)
             chans = [CHANNELS.index(c) for c in inputs]
             for name, enc in encoders.items():
-                emb = embed_windows(enc, xb)[:, chans]
+                emb = embed_windows(enc, xb, scale=scale)[:, chans]
                 parts.setdefault((name, inputs), []).append(emb.reshape(len(x), -1))
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def reference_features(wl: dict) -> dict:
+    """{(reference set, inputs): [n, F]} of one split (`REFERENCE_SETS`, named by a task's `references`)."""
+    return {(name, inputs): np.asarray(wl[column], np.float64)[:, None] for name, column in REFERENCE_SETS.items() for inputs in INPUT_SETS}
 
 
 def per_subject(x: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,18 +245,20 @@ def per_subject(x: np.ndarray, subjects: np.ndarray) -> tuple[np.ndarray, np.nda
 
 # ------------------------------------------------------------------------------- probes
 def task_data(task: Task, feats: dict, split: dict, wl: dict, rows: dict, name: str):
-    """(x, y, groups) of one task and feature set on one split; rows with an undefined label left out."""
+    """(x, y, groups, cases) of one task and feature set on one split; rows with an undefined label
+    left out (cases = groups for a subject-level task)."""
     x = feats[(name, task.inputs)]
     if task.level == "window":
-        y, groups = task.label(wl), np.asarray(split["subjectid"])
+        y, groups, cases = task.label(wl), np.asarray(split["subjectid"]), np.asarray(split["caseid"])
     else:
         groups, x = per_subject(x, np.asarray(split["subjectid"]))
         first_case = {}
         for c, s in zip(split["caseid"], split["subjectid"]):
             first_case.setdefault(s, int(c))
         y = task.label([rows.get(first_case[s], {}) for s in groups])
+        cases = groups
     ok = np.isfinite(y)
-    return x[ok], y[ok], groups[ok]
+    return x[ok], y[ok], groups[ok], cases[ok]
 
 
 def _usable(task: Task, y_tr, g_tr, y_te, g_te) -> str | None:
@@ -245,35 +266,54 @@ def _usable(task: Task, y_tr, g_tr, y_te, g_te) -> str | None:
     if len(y_tr) < 10 or len(np.unique(g_tr)) < 2:
         return f"too few labelled train rows ({len(y_tr)} from {len(np.unique(g_tr))} subjects)"
     if len(np.unique(g_te)) < 2:
-        return f"too few labelled test subjects ({len(np.unique(g_te))})"
+        return f"too few labelled subjects in the scored split ({len(np.unique(g_te))})"
     if task.kind == "classification" and (len(np.unique(y_tr)) < 2 or len(np.unique(y_te)) < 2):
-        return "one class only in the train or the test split"
+        return "one class only in the train or the scored split"
     return None
 
 
-def probe_task(task: Task, sets: list[str], feats: dict, train: dict, test: dict, wl: dict, rows: dict, seed: int) -> dict:
+def _positives(y: np.ndarray, groups: np.ndarray, cases: np.ndarray) -> dict[str, int]:
+    pos = y == 1
+    return {"windows": int(pos.sum()), "cases": int(len(np.unique(cases[pos]))), "subjects": int(len(np.unique(groups[pos])))}
+
+
+def probe_task(task: Task, sets: list[str], feats: dict, train: dict, scored: dict, wl: dict, rows: dict, seed: int,
+               split: str = "test") -> dict:
+    """Probe one task with every feature set (and the task's references; the train prevalence for a
+    classification), trained on the train split, scored on `scored`, the `split` named in the block."""
+    sets = [*sets, *task.references]
     data = {name: (task_data(task, feats["train"], train, wl["train"], rows, name),
-                   task_data(task, feats["test"], test, wl["test"], rows, name)) for name in sets}
-    (_, y_tr, g_tr), (_, y_te, g_te) = data[sets[0]]  # labels and groups are the same for every set
-    out = {"level": task.level, "kind": task.kind, "metric": task.metric, "inputs": list(task.inputs),
+                   task_data(task, feats["scored"], scored, wl["scored"], rows, name)) for name in sets}
+    (_, y_tr, g_tr, _), (_, y_te, g_te, c_te) = data[sets[0]]  # labels and groups are the same for every set
+    out = {"split": split, "level": task.level, "kind": task.kind, "metric": task.metric, "inputs": list(task.inputs),
            "description": task.description, "n_train": int(len(y_tr)), "n_test": int(len(y_te)),
            "n_train_subjects": int(len(np.unique(g_tr))), "n_test_subjects": int(len(np.unique(g_te)))}
+    if task.kind == "classification":
+        out["positives"] = {"train": _positives(y_tr, g_tr, data[sets[0]][0][3]), split: _positives(y_te, g_te, c_te)}
+        out["prevalence"] = {"train": float(y_tr.mean()) if len(y_tr) else float("nan"),
+                             split: float(y_te.mean()) if len(y_te) else float("nan")}
     why = _usable(task, y_tr, g_tr, y_te, g_te)
     if why:
         log.warning("task %s skipped: %s", task.name, why)
         return out | {"skipped": why}
     x = {name: (tr[0], te[0]) for name, (tr, te) in data.items()}
     preds = {name: predict(fit_probe(x_tr, y_tr, g_tr, task.kind, seed), x_te, task.kind) for name, (x_tr, x_te) in x.items()}
+    if task.kind == "classification":
+        preds[CONSTANT] = np.full(len(y_te), y_tr.mean())
     results, paired = bootstrap(y_te, preds, g_te, task.kind, seed)
-    out.update(results=results, paired=paired)
+    out.update(results=results, paired=paired, references=[*task.references, *([CONSTANT] if task.kind == "classification" else [])])
     if task.kind == "classification":
         from sklearn.metrics import roc_curve
 
+        for name, p in preds.items():
+            auc, n_cases = within_case_auroc(y_te, p, c_te) if task.level == "window" else (float("nan"), 0)
+            results[name].update(auroc_within_case=auc, n_cases_within=n_cases, prevalence=out["prevalence"][split])
+        out["calibration"] = {name: calibration(y_te, p) for name, p in preds.items()}
         out["_roc"] = {name: roc_curve(y_te, p)[:2] for name, p in preds.items()}
     if task.level == "window":
         out["label_efficiency"] = label_efficiency(task, {s: x[s] for s in EFFICIENCY_SETS if s in sets},
                                                    y_tr, g_tr, y_te, g_te, seed, results)
-    log.info("task %s: %s", task.name, {n: round(r[task.metric], 4) for n, r in results.items()})
+    log.info("task %s (%s split): %s", task.name, split, {n: round(r[task.metric], 4) for n, r in results.items()})
     return out
 
 
@@ -336,23 +376,25 @@ def labelled_training(encoders: dict, encoder_dir, model_cfg: dict, eval_cfg: di
                                                 lr=eval_cfg["supervised_lr"], desc="supervised", **common)
 
 
-def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, label_paths, model_cfg: dict, train_cfg: dict,
-             eval_cfg: dict, labels_cfg: dict, fs: float, outdir, pretrained=None) -> dict:
-    """Probe every task of `pipeline.evaluation.tasks.TASKS` with every feature set; reconstruction quality;
-    metrics.json, plots and the HTML report. `pretrained`: local directory of the configured
-    pretrained weights (adds that feature set)."""
+def evaluate(encoder_dir, model_path, train_shards, eval_shards, case_table, label_paths, model_cfg: dict, train_cfg: dict,
+             eval_cfg: dict, labels_cfg: dict, fs: float, outdir, pretrained=None, split: str = "test") -> dict:
+    """Probe every task of `pipeline.evaluation.tasks.TASKS` with every feature set, trained on the
+    train split and scored on `eval_shards`, the `split` named in metrics.json ("val" for every
+    choice, "test" once, for the final table: docs/design.md, "The locked test split");
+    reconstruction quality; metrics.json, plots and the HTML report. `pretrained`: local directory
+    of the configured pretrained weights (adds that feature set)."""
 
     outdir = Path(outdir)
     seed = eval_cfg["seed"]
     train = load_split(train_shards, eval_cfg["max_windows"], seed)
-    test = load_split(test_shards, eval_cfg["max_windows"], seed + 1)
-    if len(train["caseid"]) == 0 or len(test["caseid"]) == 0:
-        raise ValueError("evaluation needs windows in both the train and the test split (see results/<source>/windows/manifest.json)")
-    log.info("evaluating on %d train and %d test windows (%d / %d subjects)", len(train["caseid"]), len(test["caseid"]),
-             len(np.unique(train["subjectid"])), len(np.unique(test["subjectid"])))
-    wanted = {window_key(c, t) for split in (train, test) for c, t in zip(split["caseid"], split["start_s"])}
+    scored = load_split(eval_shards, eval_cfg["max_windows"], seed + 1)
+    if len(train["caseid"]) == 0 or len(scored["caseid"]) == 0:
+        raise ValueError(f"evaluation needs windows in both the train and the {split} split (see results/<source>/windows/manifest.json)")
+    log.info("evaluating on %d train and %d %s windows (%d / %d subjects)", len(train["caseid"]), len(scored["caseid"]), split,
+             len(np.unique(train["subjectid"])), len(np.unique(scored["subjectid"])))
+    wanted = {window_key(c, t) for part in (train, scored) for c, t in zip(part["caseid"], part["start_s"])}
     labels = read_labels(label_paths, wanted)  # the sampled windows' rows only
-    wl = {"train": window_labels(train, labels), "test": window_labels(test, labels)}
+    wl = {"train": window_labels(train, labels), "scored": window_labels(scored, labels)}
     rows = {r["caseid"]: r for r in read_table(case_table)}
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -363,19 +405,23 @@ def evaluate(encoder_dir, model_path, train_shards, test_shards, case_table, lab
     if pretrained is not None:
         encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained)).to(device)
     sets = list(encoders) + ["raw"]
-    feats = {"train": compute_features(encoders, train, fs), "test": compute_features(encoders, test, fs)}
+    scale = eval_cfg["scale_features"]
+    feats = {part: compute_features(encoders, data, fs, scale) | reference_features(wl[part])
+             for part, data in (("train", train), ("scored", scored))}
 
-    results = {"feature_sets": sets, "tasks": {}, "labels": labels_cfg,
-               "n_windows": {"train": int(len(train["caseid"])), "test": int(len(test["caseid"]))}}
+    results = {"split": split, "feature_sets": sets, "scale_features": scale, "tasks": {}, "labels": labels_cfg,
+               "n_windows": {"train": int(len(train["caseid"])), split: int(len(scored["caseid"]))}}
     for task in TASKS:
-        results["tasks"][task.name] = probe_task(task, sets, feats, train, test, wl, rows, seed)
-    test_signals = np.concatenate(list(iter_signals(test, only=np.arange(len(test["caseid"])) < eval_cfg["reconstruction_windows"])))
-    results["reconstruction"] = reconstruction_quality(load_trained(model_path), test_signals, train_cfg, seed)
+        results["tasks"][task.name] = probe_task(task, sets, feats, train, scored, wl, rows, seed, split)
+    signals = np.concatenate(list(iter_signals(scored, only=np.arange(len(scored["caseid"])) < eval_cfg["reconstruction_windows"])))
+    results["reconstruction"] = reconstruction_quality(load_trained(model_path), signals, train_cfg, seed) | {"split": split}
     rocs = {t: r.pop("_roc") for t, r in results["tasks"].items() if "_roc" in r}
     write_json(outdir / "metrics.json", results)
 
     plot_effects(results, outdir / "probes.png")
     plot_roc(rocs, results, outdir / "roc.png")
+    plot_calibration(results, outdir / "calibration.png")
+    plot_hypotension(results, outdir / "hypotension.png")
     plot_label_efficiency(results, outdir / "label_efficiency.png")
     write_text(outdir / "probes.html", report_html(results))
     write_text(outdir / "headline.rst", headline_rst(results))

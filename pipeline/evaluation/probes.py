@@ -4,7 +4,8 @@ differences (docs/design.md, "Evaluation"). Plain functions on arrays (scikit-le
 - `fit_probe`: median imputation, standardisation, ridge (regression) or L2 logistic regression
   (classification); the regularisation strength is chosen by cross-validation whose folds never
   split a subject (GroupKFold; StratifiedGroupKFold for classification).
-- `score`: the task's metrics of test predictions.
+- `score`: the task's metrics of test predictions; `within_case_auroc` and `calibration` beside them
+  for classifications.
 - `bootstrap`: B resamples of the test subjects (with replacement), the same draws for every feature
   set, so `paired` differences SSL - baseline are computed draw by draw.
 """
@@ -94,8 +95,8 @@ def predict(model, x: np.ndarray, kind: str) -> np.ndarray:
 
 
 def score(y: np.ndarray, p: np.ndarray, kind: str) -> dict[str, float]:
-    """mae and r2, or auroc and auprc (NaN with one class): the definitions of scikit-learn's
-    mean_absolute_error, r2_score, roc_auc_score and average_precision_score (tests compare them),
+    """mae and r2, or auroc, auprc (NaN with one class) and brier: the definitions of scikit-learn's
+    mean_absolute_error, r2_score, roc_auc_score, average_precision_score and brier_score_loss (tests compare them),
     in numpy, because the bootstrap calls this thousands of times."""
     y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
     if kind == "regression":
@@ -104,8 +105,9 @@ def score(y: np.ndarray, p: np.ndarray, kind: str) -> dict[str, float]:
         return {"mae": float(np.abs(y - p).mean()), "r2": float(r2)}
     pos = y == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    brier = float(((p - y) ** 2).mean())
     if n_pos == 0 or n_neg == 0:
-        return {"auroc": np.nan, "auprc": np.nan}
+        return {"auroc": np.nan, "auprc": np.nan, "brier": brier}
     ranks = rankdata(p)
     auroc = (ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     order = np.argsort(-p, kind="mergesort")
@@ -115,7 +117,29 @@ def score(y: np.ndarray, p: np.ndarray, kind: str) -> dict[str, float]:
     precision = tps / (last + 1)
     recall = tps / n_pos
     auprc = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return {"auroc": float(auroc), "auprc": auprc}
+    return {"auroc": float(auroc), "auprc": auprc, "brier": brier}
+
+
+def within_case_auroc(y: np.ndarray, p: np.ndarray, cases: np.ndarray) -> tuple[float, int]:
+    """(mean AUROC over the cases that have both classes, how many cases that is): does the score
+    rank a case's own windows, rather than telling patients apart? NaN with no such case."""
+    aurocs = []
+    for c in np.unique(cases):
+        sel = cases == c
+        if len(np.unique(y[sel])) == 2:
+            aurocs.append(score(y[sel], p[sel], "classification")["auroc"])
+    return (float(np.mean(aurocs)) if aurocs else float("nan")), len(aurocs)
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Reliability curve: per bin of predicted probability (equal-count bins), the mean prediction
+    and the observed fraction of positives, and the bin's size."""
+    order = np.argsort(p, kind="mergesort")
+    if np.ptp(p) == 0:  # a constant prediction (the prevalence) is one point, not a column of bins
+        bins = 1
+    parts = [part for part in np.array_split(order, min(bins, len(order))) if len(part)]
+    return {"predicted": [float(p[i].mean()) for i in parts], "observed": [float(y[i].mean()) for i in parts],
+            "n": [int(len(i)) for i in parts]}
 
 
 def bootstrap(y: np.ndarray, preds: dict[str, np.ndarray], groups: np.ndarray, kind: str, seed: int,

@@ -8,6 +8,10 @@ features come from, whether it is a regression or a classification, its level an
   - subject: the label is a property of the patient, read from the case table (`label(rows)`);
     features are averaged over each subject's windows.
 A label is NaN where it is undefined; those windows (or subjects) are left out of that task.
+The hypotension tasks come in the two protocols of pipeline/data/labels.py (hypotension ahead, and
+the literature's onset protocol), and name `current_map` as a reference: the window's own
+arterial MAP, a value the arterial line already gives, so a score beside it says whether the
+waveforms add anything to the monitor (invasive; a reference, not a competitor).
 """
 
 from __future__ import annotations
@@ -63,17 +67,24 @@ class Task:
     label: Callable
     description: str
     metric: str  # the main metric (report headline, label-efficiency curve, ablation summary)
+    references: tuple[str, ...] = ()  # reference feature sets beside the baselines (evaluate.REFERENCE_SETS), e.g. current_map
+
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return ("auroc", "auprc") if self.kind == "classification" else ("mae", "r2")
+        return ("auroc", "auprc", "brier") if self.kind == "classification" else ("mae", "r2")
 
 
 BOTH = ("PPG", "ECG")
 TASKS = (
     *(Task(f"hypotension_{h}min", "classification", BOTH, "window", window_column(f"hypotension_{h}min"),
-           f"a hypotensive event (MAP < threshold for >= the minimum duration) starts within {h} min after the window ends",
-           "auroc") for h in HORIZONS_MIN),
+           f"hypotension ahead: a hypotensive event (MAP < threshold for >= the minimum duration) starts within {h} min after "
+           "the window ends; every window with a recorded washout and horizon and no event in its washout", "auroc", ("current_map",))
+      for h in HORIZONS_MIN),
+    *(Task(f"hypotension_onset_{h}min", "classification", BOTH, "window", window_column(f"hypotension_onset_{h}min"),
+           f"onset protocol (Hatib 2018, Lee 2021): the last window ending {h} min before each event's onset against windows "
+           "at least labels.negative_margin_s from any event", "auroc", ("current_map",))
+      for h in HORIZONS_MIN),
     Task("map_mmHg", "regression", BOTH, "window", window_column("map_mmHg"), "mean arterial pressure over the window (arterial line, mmHg)", "mae"),
     Task("sbp_mmHg", "regression", BOTH, "window", window_column("sbp_mmHg"), "systolic pressure over the window (mmHg)", "mae"),
     Task("dbp_mmHg", "regression", BOTH, "window", window_column("dbp_mmHg"), "diastolic pressure over the window (mmHg)", "mae"),

@@ -24,7 +24,7 @@ from pipeline.model.checkpoint import load
 from pipeline.model.embedding import embed_windows
 from pipeline.model.encoder import MIXER_CONFIG, MIXER_WEIGHTS, Encoder, SSLModel
 from pipeline.model.masking import KINDS
-from pipeline.model.preprocess import DESCRIPTION
+from pipeline.model.preprocess import DESCRIPTION, EPS
 
 
 def load_trained(model_path: str | Path, ckpt: dict | None = None) -> SSLModel:
@@ -57,6 +57,9 @@ def export_encoder(model_path, manifest_path, metrics_path, summary_path, params
                          + ("the backbone, then the channel mixer (" + MIXER_CONFIG + ", " + MIXER_WEIGHTS + "; "
                             "pipeline.model.export.load_encoder loads both)" if b.mixer is not None else "the backbone")
                          + "; pipeline.model.export.embed pools them per channel: mean, then standard deviation over the tokens -> [batch, channel, 2 d_model]",
+            "scale": "pipeline.model.export.embed(..., scale=True), the default, appends per channel the window's scale before "
+                     f"normalization: log(std + {EPS:g}) and mean of the raw samples (input units) -> [batch, channel, 2 d_model + 2]; "
+                     "the z-scoring removes amplitude, which blood pressure needs (pipeline.model.embedding, \"Scale\")",
             "pipeline_version": __version__,
         }
         (tmp / "preprocessing.json").write_text(json.dumps(pre, indent=2) + "\n")
@@ -127,7 +130,9 @@ from pipeline.model.export import embed, load_encoder
 encoder = load_encoder("path/to/encoder")  # x: float32 [batch, 2, {pre['window']}] = (PPG, ECG) at {pre['fs']} Hz,
 hidden = encoder(x)                        # each window and channel z-scored (preprocessing.json)
 # hidden: {pre['embedding']}
-vectors = embed(raw_windows, "path/to/encoder")  # applies the normalization itself -> [N, 2, {2 * m['d_model']}]
+vectors = embed(raw_windows, "path/to/encoder")  # normalizes itself -> [N, 2, {2 * m['d_model'] + 2}]:
+# per channel {2 * m['d_model']} token statistics (mean, std over tokens), then log(std) and mean of the raw window
+# (preprocessing.json "scale"; scale=False leaves them out -> [N, 2, {2 * m['d_model']}])
 ```
 `config.json` + `model.safetensors` are the backbone alone: they also load with `pipeline.model.backbones.load_export`
 or granite-tsfm's own class for model_type `{pre['model_type']}`{mixer_note}.
@@ -143,7 +148,8 @@ against baselines, with intervals) is measured by the evaluation after this expo
 - Not a medical device and not validated for clinical decisions: no claim of diagnostic accuracy.
 - The training population is the source's (above); other devices, sites, rates or populations may
   shift the embeddings. Each window is z-scored per channel, so absolute amplitude is not in the
-  input (`preprocessing.json`).
+  encoder's input; `embed` appends it as the window's scale (`preprocessing.json`), whose units
+  depend on the recording device (PPG units are not standardised across monitors).
 """
 
 
@@ -157,11 +163,13 @@ def _load_encoder(encoder_dir: str) -> Encoder:
     return load_encoder(encoder_dir)
 
 
-def embed(signals: np.ndarray, encoder_dir: str | Path, batch_size: int = 256) -> np.ndarray:
-    """Embeddings [N, 2, 2 d_model] (mean and standard deviation over each channel's tokens,
-    pipeline.model.embedding.pool) of raw windows signals [N, 2, L]."""
+def embed(signals: np.ndarray, encoder_dir: str | Path, batch_size: int = 256, scale: bool = True) -> np.ndarray:
+    """Embeddings [N, 2, 2 d_model + 2] of raw windows signals [N, 2, L]: per channel the mean and
+    standard deviation over its tokens (pipeline.model.embedding.pool), then the window's scale
+    (log std and mean before normalization, pipeline.model.embedding.window_scale); scale=False:
+    [N, 2, 2 d_model], the token statistics only."""
     encoder = _load_encoder(str(Path(encoder_dir).resolve()))
     signals = np.asarray(signals)
     if signals.ndim != 3 or signals.shape[1] != len(CHANNELS) or signals.shape[2] != encoder.context_length:
         raise ValueError(f"signals must be [N, {len(CHANNELS)}, {encoder.context_length}], got {list(signals.shape)}")
-    return embed_windows(encoder, signals, batch_size)
+    return embed_windows(encoder, signals, batch_size, scale=scale)

@@ -29,6 +29,7 @@ use rule pretrain as ablation_pretrain with:
     params:
         cfg=run_section("model", "train"),
         pretrained=lambda w: pretrained_arg(run_model(w)),
+        split="val",
 
 
 use rule export as ablation_export with:
@@ -49,13 +50,15 @@ use rule evaluate as ablation_evaluate with:
         model=f"{ABLATION_RUN}/pretrain/model.pt",
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
-        test=shards("test"),
+        scored=shards("val"),  # every choice is made on the validation split, never on test
         labels=label_files,
         pretrained=run_pretrained_input,
     output:
         metrics=f"{ABLATION_RUN}/eval/metrics.json",
         plot=f"{ABLATION_RUN}/eval/probes.png",
         roc=f"{ABLATION_RUN}/eval/roc.png",
+        calibration=f"{ABLATION_RUN}/eval/calibration.png",
+        hypotension=f"{ABLATION_RUN}/eval/hypotension.png",
         efficiency=f"{ABLATION_RUN}/eval/label_efficiency.png",
         table=f"{ABLATION_RUN}/eval/probes.html",
         headline=f"{ABLATION_RUN}/eval/headline.rst",
@@ -67,6 +70,7 @@ use rule evaluate as ablation_evaluate with:
     params:
         cfg=run_section("model", "train", "evaluate", "signals", "labels"),
         pretrained=lambda w: pretrained_arg(run_model(w)),
+        split="val",
 
 
 rule ablation_summary:

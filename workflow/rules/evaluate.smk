@@ -30,7 +30,7 @@ rule evaluate:
         model="results/{source}/pretrain/model.pt",
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
-        test=shards("test"),
+        scored=shards("test"),  # the locked test split, scored once (docs/design.md, "The locked test split")
         labels=label_files,
         pretrained=pretrained_input(config["model"]),
     output:
@@ -43,6 +43,16 @@ rule evaluate:
         roc=report(
             "results/{source}/eval/roc.png",
             caption="../report/roc.rst",
+            category="Evaluation",
+        ),
+        calibration=report(
+            "results/{source}/eval/calibration.png",
+            caption="../report/calibration.rst",
+            category="Evaluation",
+        ),
+        hypotension=report(
+            "results/{source}/eval/hypotension.png",
+            caption="../report/hypotension.rst",
             category="Evaluation",
         ),
         efficiency=report(
@@ -71,8 +81,9 @@ rule evaluate:
     params:
         cfg=section("model", "train", "evaluate", "signals", "labels"),
         pretrained=pretrained_arg(config["model"]),
+        split="test",
     shell:
         "python -m pipeline evaluate --params {params.cfg:q} --encoder {input.encoder:q} --model {input.model:q}"
-        " --cases {input.cases:q} --train-shards {input.train:q} --test-shards {input.test:q}"
+        " --cases {input.cases:q} --train-shards {input.train:q} --eval-shards {input.scored:q} --split {params.split}"
         " --labels {input.labels:q}"
         ' --outdir "$(dirname {output.metrics:q})" --threads {threads} {params.pretrained} 2> {log:q}'
