@@ -40,3 +40,34 @@ def tiny_shards(root: Path, n_train=(70, 50), n_val=24):
     train = [write_shard(root / "train" / f"shard-{i:04d}.h5", windows(n, hr=60 + 20 * i, seed=i), caseid=i + 1) for i, n in enumerate(n_train)]
     val = [write_shard(root / "val" / "shard-0000.h5", windows(n_val, hr=75, seed=9), caseid=9)]
     return [str(p) for p in train], [str(p) for p in val]
+
+
+def demo_section(**keys) -> dict:
+    """The demo source's config section: the schema's defaults (the only place they live), then `keys`."""
+    from pipeline.config import validate_params
+
+    return validate_params({"demo": keys}, [])["demo"]
+
+
+def heldout_windows(n_subjects: int = 240, per_subject: int = 4, seed: int = 7, **demo_keys):
+    """A held-out set made directly by the demo's generator, from subjects no demo run has (ids from
+    50000; seed `seed`): per subject `per_subject` windows [2, 1024] at 125 Hz, each at its own
+    constant MAP (uniform 55-105 mmHg) with the subject's baseline, so the generator's relations
+    (baroreflex heart rate, pulse arrival time, PPG amplitude as demo.ppg_amplitude_slope says) tie
+    the waveforms to MAP. Returns (windows [N, 2, 1024] float32, MAP [N], subject [N])."""
+    from pipeline.data.sources.demo import MAP_BASELINE, DemoCase, demo_subject
+
+    slope = demo_section(**demo_keys)["ppg_amplitude_slope"]
+    x, maps, subjects = [], [], []
+    for k in range(n_subjects):
+        subject = demo_subject(seed, 50000 + k)
+        rng = np.random.default_rng([seed, k])
+        hr0, base = rng.uniform(55, 110), rng.uniform(*MAP_BASELINE)
+        for _ in range(per_subject):
+            m = rng.uniform(55, 105)
+            case = DemoCase(50000 + k, subject, hr0, True, base, np.full(12, m), (), (), slope)
+            ppg, ecg = synth_signals(hr0, 1024 / 125 + 1, rng, case=case)
+            x.append(np.stack([resample_track(c, 500, 125)[0][:1024] for c in (ppg, ecg)]))
+            maps.append(m)
+            subjects.append(50000 + k)
+    return np.asarray(x, np.float32), np.asarray(maps), np.asarray(subjects)

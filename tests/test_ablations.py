@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, validate_config
-from pipeline.evaluation.ablations import merge, run_config, write_summary
+from pipeline.evaluation.ablations import merge, run_config, trained_by, write_summary
 from pipeline.evaluation.checks import ALL_CHECKS
 from pipeline.evaluation.tasks import TASKS
 from tests.conftest import REPO
@@ -69,7 +69,8 @@ def _fake_run(root, variant, seed, best_val, hr_mae, split="val"):
     rec = {k: {"model": best_val / 2, "window_mean": 1.0} for k in ("random_patches", "ppg_from_ecg", "ecg_from_ppg")}
     tasks = {"heart_rate_ppg": {"results": {"ssl": {"r2": 0.5, "mae": hr_mae}, "random": {"mae": 9.0}}},
              "age": {"level": "subject"}}  # skipped: no results
-    (d / "eval" / "metrics.json").write_text(json.dumps({"split": split, "tasks": tasks, "reconstruction": rec}))
+    (d / "eval" / "metrics.json").write_text(json.dumps({"split": split, "model": str(d / "pretrain" / "model.pt"), "tasks": tasks,
+                                                         "reconstruction": rec}))
     return d
 
 
@@ -84,6 +85,18 @@ def test_summary_has_one_row_per_run_and_nan_for_skipped_tasks(tmp_path):
     assert np.isnan(float(rows[0]["age_mae"]))
     assert {f"{t.name}_{t.metric}" for t in TASKS} <= set(rows[0])
     assert (tmp_path / "summary.png").stat().st_size > 10_000
+
+
+def test_a_variant_that_changes_only_the_evaluation_reuses_an_earlier_training(tmp_path):
+    cfg = demo_config(seeds=[0, 1], variants={"base": {}, "no_scale": {"evaluate": {"scale_features": False}},
+                                              "small": {"train": {"mask_ratio": 0.2}}, "small_again": {"train": {"mask_ratio": 0.2}}})
+    assert trained_by(cfg) == {"base": "base", "no_scale": "base", "small": "small", "small_again": "small"}
+    base = _fake_run(tmp_path, "base", 0, 0.9, 0.5)
+    shared = _fake_run(tmp_path, "no_scale", 0, 5.0, 0.7)  # its metrics name base's model: base's pretraining is read
+    metrics = json.loads((shared / "eval" / "metrics.json").read_text())
+    (shared / "eval" / "metrics.json").write_text(json.dumps(dict(metrics, model=str(base / "pretrain" / "model.pt"))))
+    rows = write_summary([base, shared], tmp_path / "s.tsv", tmp_path / "s.png")
+    assert [r["best_val_loss"] for r in rows] == [0.9, 0.9] and [r["heart_rate_ppg_mae"] for r in rows] == [0.5, 0.7]
 
 
 def test_summary_never_reads_test_metrics(tmp_path):

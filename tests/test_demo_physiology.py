@@ -25,19 +25,23 @@ from pipeline.data.sources.demo import (
     NO_ART_EVERY,
     SYSTOLIC_PEAK_S,
     DemoCase,
+    add_artefacts,
     arterial_numerics,
     demo_case,
     demo_case_rows,
     demo_subject,
+    episode_rate,
     pat_s,
     synth_signals,
     write_demo_case,
 )
 from pipeline.errors import CaseError
+from tests.helpers import demo_section
 
 PPG, ECG = "SNUADC/PLETH", "SNUADC/ECG_II"
 TRACKS = {"ppg": PPG, "ecg": ECG}
-CFG = {"n_cases": 48, "duration_s": 1500, "seed": 0, "tracks": TRACKS}
+CFG = demo_section(n_cases=48, duration_s=1500, seed=0, tracks=TRACKS)
+CLEAN = dict(CFG, artefacts_per_hour=0.0)  # for the relations measured beat by beat: no motion artefact in the way
 NUMERICS = [ART_MBP, ART_SBP, ART_DBP]
 FS = NATIVE_FS
 
@@ -53,13 +57,13 @@ def write_case(tmp_path, caseid, cfg=CFG):
     return path
 
 
-def single_episode_case(cfg=CFG) -> DemoCase:
-    """The first clean case with an arterial line and one sustained episode after a baseline."""
+def single_episode_case(cfg=CLEAN) -> DemoCase:
+    """The first clean case with an arterial line and one sustained, gradual episode after a baseline."""
     for caseid in range(9, cfg["n_cases"]):
         case = demo_case(cfg, caseid)
         if case.has_art and len(case.episodes) == 1:
             ep = case.episodes[0]
-            if ep.end_s - ep.start_s >= 60 and ep.decline_s >= 150:
+            if ep.end_s - ep.start_s >= 60 and ep.decline_s >= 150 and ep.start_s - ep.decline_s >= 300:
                 return case
     raise AssertionError("no case with one sustained episode after a baseline")
 
@@ -125,7 +129,8 @@ def test_episodes_are_where_map_is_below_65_some_sustained_and_late_some_brief()
         for ep in case.episodes:
             inside |= (t > ep.start_s) & (t < ep.end_s)
             below = ep.end_s - ep.start_s
-            assert 15 <= below <= 360 and 300 <= ep.start_s - ep.decline_s <= 600
+            decline = ep.start_s - ep.decline_s
+            assert 15 <= below <= 360 and (300 <= decline <= 600 or 10 <= decline <= 40)  # gradual or abrupt onset
             sustained_late += below >= 60 and ep.start_s >= 480
             brief += below < 60
         on_edge = np.zeros(len(t), dtype=bool)
@@ -139,12 +144,36 @@ def test_episodes_are_where_map_is_below_65_some_sustained_and_late_some_brief()
     assert max(counts) <= 3 and sum(counts) >= 10
 
 
-def test_older_and_sicker_patients_have_more_episodes():
-    cfg = dict(CFG, n_cases=400)
-    cases = [demo_case(cfg, c) for c in range(1, 400)]
-    n = np.array([len(c.episodes) for c in cases])
-    asa = np.array([c.subject.asa for c in cases])
+def test_episode_risk_follows_the_traits_only_when_asked():
+    """By default every patient has the same risk (no trait, and no pulse shape, is a shortcut to the
+    labels); risk_from_traits: true makes older and sicker patients have more episodes."""
+    def counts(cfg):
+        cases = [demo_case(cfg, c) for c in range(1, 400)]
+        return np.array([len(c.episodes) for c in cases]), np.array([c.subject.asa for c in cases]), np.array([c.subject.age for c in cases])
+
+    n, asa, age = counts(dict(CFG, n_cases=400, risk_from_traits=True))
     assert n[asa >= 3].mean() > n[asa == 1].mean() + 0.3
+    n, asa, age = counts(dict(CFG, n_cases=400))
+    assert len({episode_rate(demo_subject(0, 1000 + c), False) for c in range(1, 100)}) == 1
+    assert abs(n[asa >= 3].mean() - n[asa == 1].mean()) < 0.25 and abs(np.corrcoef(n, age)[0, 1]) < 0.1
+
+
+def test_some_onsets_are_abrupt_and_some_declines_recover_without_an_event():
+    cfg = dict(CFG, n_cases=400)
+    declines, near = [], []
+    for c in range(1, 400):
+        case = demo_case(cfg, c)
+        declines += [ep.start_s - ep.decline_s for ep in case.episodes]
+        for nm in case.near_misses:
+            t = np.arange(int(nm.decline_s), int(nm.recovered_s))
+            assert case.map_at(t).min() >= HYPOTENSION_MMHG  # a near miss never crosses 65
+            assert case.map_at(nm.nadir_s) <= nm.nadir_mmHg + 0.5  # (on the 1 s grid, where the recovery turns sharply)
+            near.append(case.map_baseline - nm.nadir_mmHg)
+    abrupt = np.mean(np.array(declines) <= 40)
+    assert 0.2 < abrupt < 0.4  # demo.abrupt_fraction 0.3
+    assert len(near) > 50 and np.median(near) > 10  # 0.5 drawn per case (those that fit beside the episodes), well below the baseline
+    assert all(ep.start_s - ep.decline_s >= 300 for c in range(1, 60) for ep in demo_case(dict(cfg, abrupt_fraction=0.0), c).episodes)
+    assert not any(demo_case(dict(cfg, near_miss_rate=0.0), c).near_misses for c in range(1, 60))
 
 
 def test_written_map_numerics_match_the_generator(tmp_path):
@@ -250,8 +279,14 @@ def test_pulse_arrival_time_falls_as_map_rises(episode_case):
     assert np.median(delay[b] - pat_s(case.map_at(rt[b]), case.subject)) == pytest.approx(0.05, abs=0.01)
 
 
-def test_heart_rate_rises_and_ppg_amplitude_falls_before_an_episode(episode_case):
-    case, ppg, ecg, _ = episode_case
+@pytest.mark.parametrize("slope", [0.0, 0.02, -0.01])
+def test_heart_rate_rises_before_an_episode_and_the_ppg_amplitude_follows_the_configured_slope(tmp_path, slope):
+    """The baroreflex always; the PPG amplitude's coupling to MAP only as `demo.ppg_amplitude_slope` says
+    (none by default, falling with MAP at +0.02 as the demo had it, rising at -0.01)."""
+    cfg = dict(CLEAN, ppg_amplitude_slope=slope)
+    case = single_episode_case(cfg)
+    src = source(cfg)
+    ppg, ecg = (tr.values.astype(np.float64) for tr in src.read_tracks(write_case(tmp_path, case.caseid, cfg)))
     ep = case.episodes[0]
     rt, _, amp = beats(ppg, ecg)
     hr = np.r_[np.nan, 60 / np.diff(rt)]
@@ -259,7 +294,28 @@ def test_heart_rate_rises_and_ppg_amplitude_falls_before_an_episode(episode_case
     before = (rt >= ep.start_s - 300) & (rt < ep.start_s)
     assert baseline.sum() > 50 and before.sum() > 200
     assert np.nanmean(hr[before]) > np.nanmean(hr[baseline]) + 3
-    assert np.nanmean(amp[before]) < 0.9 * np.nanmean(amp[baseline])
+    ratio = np.nanmedian(amp[before]) / np.nanmedian(amp[baseline])
+    drop = case.map_at(ep.decline_s) - np.median(case.map_at(np.arange(ep.start_s - 300, ep.start_s)))  # mmHg
+    expected = 1 - slope * drop  # the amplitude's relative change over that fall
+    assert ratio == pytest.approx(expected, abs=0.04), (ratio, expected)
+
+
+def test_motion_artefacts_replace_the_pulse_and_leave_the_ecg(tmp_path):
+    ppg, ecg = synth_signals(72.0, 120.0, np.random.default_rng(5))
+    out = add_artefacts(ppg, [(30.0, 60.0)], np.random.default_rng(6))
+    inside = slice(30 * FS, 60 * FS)
+    assert np.array_equal(out[: 30 * FS], ppg[: 30 * FS]) and np.array_equal(out[60 * FS :], ppg[60 * FS :])
+    lag = int(round(60 / 72 * FS))  # one beat
+
+    def beat_to_beat(x):
+        return np.corrcoef(x[:-lag], x[lag:])[0, 1]
+
+    assert beat_to_beat(ppg[inside]) > 0.8 and beat_to_beat(out[inside]) < 0.5  # no pulse left inside
+    assert 0.3 * np.ptp(ppg[inside]) < np.ptp(out[inside]) < 5 * np.ptp(ppg[inside])  # of the pulse's size: no amplitude rule catches it
+    # in written cases: the clean ones get them at demo.artefacts_per_hour, the ECG is untouched
+    cfg = dict(CFG, duration_s=600, artefacts_per_hour=30.0)
+    none, some = (source(c).read_tracks(write_case(tmp_path / str(i), 9, c)) for i, c in enumerate((dict(cfg, artefacts_per_hour=0.0), cfg)))
+    assert np.array_equal(none[1].values, some[1].values) and not np.array_equal(none[0].values, some[0].values)
 
 
 def mean_beat(subject, seconds=90.0):

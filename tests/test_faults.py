@@ -12,10 +12,11 @@ from pipeline.data.download import download_batch
 from pipeline.data.resample import resample_batch
 from pipeline.data.windows import windows_batch
 from pipeline.errors import TransientError
+from tests.helpers import demo_section
 
 
 def demo_params(seed=0, duration_s=150.0):
-    section = {"n_cases": 8, "duration_s": duration_s, "seed": seed, "tracks": {"ppg": "SNUADC/PLETH", "ecg": "SNUADC/ECG_II"}}
+    section = demo_section(n_cases=8, duration_s=duration_s, seed=seed)
     return {"source": "demo", "demo": section, "download": None}
 
 

@@ -3,7 +3,9 @@
 The config's `ablations` section names variants, each a set of overrides of `model`, `train` and `evaluate`,
 and seeds. Every (variant, seed) is one run, pretrained, exported and evaluated under
 `results/<source>/ablations/<variant>/seed<seed>/` from the same shards as the main run, and scored
-on the validation split (the test split is the main run's, scored once). `run_config`
+on the validation split (the test split is the main run's, scored once). A variant that trains
+the same model as an earlier one (it changes only `evaluate`) is evaluated on that one's encoder
+(`trained_by`), not trained again. `run_config`
 derives a run's config; `check_ablations` validates every variant's merged config when the
 workflow loads; `write_summary` gathers the runs into `summary.tsv` and a plot.
 """
@@ -46,8 +48,9 @@ def variants(config: dict) -> dict:
 def run_config(config: dict, variant: str, seed: int) -> dict:
     """The full config of one ablation run: the main config with the variant's overrides and
     train.seed = seed; it has no ablations of its own, and its evaluation probes the frozen encoders
-    only (evaluate.finetune_epochs = 0: the summary reads the SSL encoder's metrics; fine-tuning and
-    the supervised baseline belong to the main evaluation)."""
+    only, without label-efficiency curves (evaluate.finetune_epochs = 0, label_efficiency = false: the
+    summary reads the SSL encoder's main metrics; fine-tuning, the supervised baseline and label
+    efficiency belong to the main evaluation)."""
     active = variants(config)
     if variant not in active:
         raise ConfigError(f"ablations.variants: no variant {variant!r} that runs (have {sorted(active)})")
@@ -56,8 +59,23 @@ def run_config(config: dict, variant: str, seed: int) -> dict:
     for section in SECTIONS:
         cfg[section] = merge(config[section], active[variant].get(section, {}))
     cfg["train"]["seed"] = int(seed)
-    cfg["evaluate"]["finetune_epochs"] = 0
+    cfg["evaluate"].update(finetune_epochs=0, label_efficiency=False)
     return cfg
+
+
+def trained_by(config: dict) -> dict[str, str]:
+    """{variant: the variant whose pretraining it uses}: a variant whose merged `model` and `train`
+    equal an earlier one's (one that changes only `evaluate`, say) is evaluated on that variant's
+    encoder instead of training the same model again."""
+    seed = config["ablations"]["seeds"][0]
+    out, firsts = {}, []
+    for name in variants(config):
+        cfg = run_config(config, name, seed)
+        first = next((v for v, c in firsts if all(c[k] == cfg[k] for k in ("model", "train"))), None)
+        if first is None:
+            firsts.append((name, cfg))
+        out[name] = first or name
+    return out
 
 
 def check_ablations(config: dict, checks: Checks) -> None:
@@ -93,8 +111,8 @@ def run_row(run_dir: str | Path) -> dict:
     if not m:
         raise ValueError(f"{run_dir}: not an ablation run folder (…/ablations/<variant>/seed<seed>)")
     run_dir = Path(run_dir)
-    summary = read_json(run_dir / "pretrain" / "summary.json")
     metrics = read_json(run_dir / "eval" / "metrics.json")
+    summary = read_json(Path(metrics["model"]).parent / "summary.json")  # the pretraining it evaluated (`trained_by`)
     row = {"variant": m["variant"], "seed": int(m["seed"]), "best_val_loss": float(summary["best_val"])}
     for name, rec in metrics["reconstruction"].items():  # evaluate.RECONSTRUCTION_TASKS (metrics.json sorts them)
         if isinstance(rec, dict):

@@ -278,7 +278,7 @@ def _positives(y: np.ndarray, groups: np.ndarray, cases: np.ndarray) -> dict[str
 
 
 def probe_task(task: Task, sets: list[str], feats: dict, train: dict, scored: dict, wl: dict, rows: dict, seed: int,
-               split: str = "test") -> dict:
+               split: str = "test", efficiency: bool = True) -> dict:
     """Probe one task with every feature set (and the task's references; the train prevalence for a
     classification), trained on the train split, scored on `scored`, the `split` named in the block."""
     sets = [*sets, *task.references]
@@ -310,7 +310,7 @@ def probe_task(task: Task, sets: list[str], feats: dict, train: dict, scored: di
             results[name].update(auroc_within_case=auc, n_cases_within=n_cases, prevalence=out["prevalence"][split])
         out["calibration"] = {name: calibration(y_te, p) for name, p in preds.items()}
         out["_roc"] = {name: roc_curve(y_te, p)[:2] for name, p in preds.items()}
-    if task.level == "window":
+    if task.level == "window" and efficiency:
         out["label_efficiency"] = label_efficiency(task, {s: x[s] for s in EFFICIENCY_SETS if s in sets},
                                                    y_tr, g_tr, y_te, g_te, seed, results)
     log.info("task %s (%s split): %s", task.name, split, {n: round(r[task.metric], 4) for n, r in results.items()})
@@ -409,10 +409,10 @@ def evaluate(encoder_dir, model_path, train_shards, eval_shards, case_table, lab
     feats = {part: compute_features(encoders, data, fs, scale) | reference_features(wl[part])
              for part, data in (("train", train), ("scored", scored))}
 
-    results = {"split": split, "feature_sets": sets, "scale_features": scale, "tasks": {}, "labels": labels_cfg,
+    results = {"split": split, "model": str(model_path), "feature_sets": sets, "scale_features": scale, "tasks": {}, "labels": labels_cfg,
                "n_windows": {"train": int(len(train["caseid"])), split: int(len(scored["caseid"]))}}
     for task in TASKS:
-        results["tasks"][task.name] = probe_task(task, sets, feats, train, scored, wl, rows, seed, split)
+        results["tasks"][task.name] = probe_task(task, sets, feats, train, scored, wl, rows, seed, split, eval_cfg["label_efficiency"])
     signals = np.concatenate(list(iter_signals(scored, only=np.arange(len(scored["caseid"])) < eval_cfg["reconstruction_windows"])))
     results["reconstruction"] = reconstruction_quality(load_trained(model_path), signals, train_cfg, seed) | {"split": split}
     rocs = {t: r.pop("_roc") for t, r in results["tasks"].items() if "_roc" in r}

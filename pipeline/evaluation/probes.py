@@ -142,11 +142,10 @@ def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, list[
             "n": [int(len(i)) for i in parts]}
 
 
-def bootstrap(y: np.ndarray, preds: dict[str, np.ndarray], groups: np.ndarray, kind: str, seed: int,
-              reference: str = "ssl", n_boot: int = N_BOOT) -> tuple[dict, dict]:
-    """(results, paired): results[set] = point metrics + "<metric>_ci95"; paired["<reference>-<set>"] =
-    point differences + CIs from the same subject draws. Draws where a metric is undefined (one
-    class only, constant labels) are left out, counted in "n_boot"."""
+def bootstrap_draws(y: np.ndarray, preds: dict[str, np.ndarray], groups: np.ndarray, kind: str, seed: int,
+                    n_boot: int = N_BOOT) -> dict[str, list[dict]]:
+    """{set: [score of each draw]}: B resamples of the subjects (with replacement), the same draws for
+    every set; a draw whose labels are all equal is left out."""
     subjects = np.unique(groups)
     idx_by = [np.flatnonzero(groups == s) for s in subjects]
     rng = np.random.default_rng(seed)
@@ -157,6 +156,15 @@ def bootstrap(y: np.ndarray, preds: dict[str, np.ndarray], groups: np.ndarray, k
             continue
         for name, p in preds.items():
             draws[name].append(score(y[pick], p[pick], kind))
+    return draws
+
+
+def bootstrap(y: np.ndarray, preds: dict[str, np.ndarray], groups: np.ndarray, kind: str, seed: int,
+              reference: str = "ssl", n_boot: int = N_BOOT) -> tuple[dict, dict]:
+    """(results, paired): results[set] = point metrics + "<metric>_ci95"; paired["<reference>-<set>"] =
+    point differences + CIs from the same subject draws. Draws where a metric is undefined (one
+    class only, constant labels) are left out, counted in "n_boot"."""
+    draws = bootstrap_draws(y, preds, groups, kind, seed, n_boot)
     results, paired = {}, {}
     for name, p in preds.items():
         point = score(y, p, kind)

@@ -147,6 +147,13 @@ def plot_hypotension(results: dict, path) -> None:
 
 def plot_label_efficiency(results: dict, path) -> None:
     tasks = {t: r for t, r in _scored(results).items() if "label_efficiency" in r}
+    if not tasks:
+        fig, ax = pyplot().subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no label-efficiency curve (evaluate.label_efficiency is false,\nor no window task had enough labels)",
+                ha="center", va="center", fontsize=9)
+        ax.axis("off")
+        save_figure(fig, path)
+        return
     fig, axes = panel_grid(len(tasks), 3.6, 2.8)
     for ax, (name, r) in zip(axes, tasks.items()):
         eff = r["label_efficiency"]

@@ -46,8 +46,8 @@ use rule export as ablation_export with:
 
 use rule evaluate as ablation_evaluate with:
     input:
-        encoder=f"{ABLATION_RUN}/export/encoder",
-        model=f"{ABLATION_RUN}/pretrain/model.pt",
+        encoder=lambda w: f"{trained_run(w)}/export/encoder",
+        model=lambda w: f"{trained_run(w)}/pretrain/model.pt",
         cases=source_file("resources/{source}/cases.tsv"),
         train=shards("train"),
         scored=shards("val"),  # every choice is made on the validation split, never on test
@@ -76,10 +76,15 @@ use rule evaluate as ablation_evaluate with:
 rule ablation_summary:
     input:
         expand(
-            "results/{source}/ablations/{variant}/seed{seed}/{part}",
+            "results/{source}/ablations/{variant}/seed{seed}/eval/metrics.json",
             variant=list(ABLATION_VARIANTS),
             seed=config["ablations"]["seeds"],
-            part=["pretrain/summary.json", "eval/metrics.json"],
+            allow_missing=True,
+        ),
+        expand(
+            "results/{source}/ablations/{variant}/seed{seed}/pretrain/summary.json",
+            variant=sorted(set(TRAINED_BY.values())),
+            seed=config["ablations"]["seeds"],
             allow_missing=True,
         ),
     output:

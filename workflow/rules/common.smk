@@ -4,7 +4,7 @@ import shlex
 from pathlib import Path
 
 from pipeline.model import backbones
-from pipeline.evaluation.ablations import run_config, variants
+from pipeline.evaluation.ablations import run_config, trained_by, variants
 from pipeline.data.cases import batches as table_batches
 from pipeline.data.sources import source_class
 
@@ -60,6 +60,14 @@ RUN_CONFIGS = {
 
 
 ABLATION_RUN = "results/{source}/ablations/{variant}/seed{seed}"
+# a variant that changes only `evaluate` is evaluated on the encoder of the earlier variant that
+# trains the same model (pipeline.evaluation.ablations.trained_by): no second identical pretraining
+TRAINED_BY = trained_by(config) if ABLATION_VARIANTS else {}
+
+
+def trained_run(w):
+    """The run folder whose pretraining and export ablation run `w` evaluates."""
+    return ABLATION_RUN.format(source=w.source, variant=TRAINED_BY[w.variant], seed=w.seed)
 
 
 def ablation_run_dirs():

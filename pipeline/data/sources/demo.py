@@ -22,9 +22,13 @@ Mean arterial pressure MAP(t), mmHg, on a 1 s grid (`DemoCase.map_grid`):
 - baseline uniform in `MAP_BASELINE`, plus a slow drift (three sinusoids with periods in
   `DRIFT_PERIOD_S`, amplitudes in `DRIFT_AMP`: |drift| <= 6 mmHg, so the baseline alone never
   falls below 65);
-- hypotensive episodes: Poisson(lambda) of them, at most `MAX_EPISODES`, lambda = `EPISODE_RATE`
-  + `EPISODE_RATE_ASA` (ASA - 1) + `EPISODE_RATE_AGE` (age - 50). Each: a decline from the baseline to
-  `HYPOTENSION_MMHG` over `DECLINE_S` seconds (quarter sine), MAP below 65 for exactly its
+- hypotensive episodes: Poisson(lambda) of them, at most `MAX_EPISODES`. By default lambda =
+  `EPISODE_RATE_FLAT` for every patient: episode risk is independent of age, ASA and so of the pulse
+  shape (which age sets), so no trait is a shortcut to the hypotension labels. `demo.risk_from_traits:
+  true` restores lambda = `EPISODE_RATE` + `EPISODE_RATE_ASA` (ASA - 1) + `EPISODE_RATE_AGE` (age - 50).
+  Each: a decline from the baseline to `HYPOTENSION_MMHG` (quarter sine) over `DECLINE_S` seconds
+  (gradual onset) or, for a share `demo.abrupt_fraction` of episodes, over `ABRUPT_DECLINE_S` (abrupt
+  onset: little to see 5-15 min ahead, as after induction or a sudden bleed), MAP below 65 for exactly its
   `below_s` (a dip of `depth` mmHg under 65, shape sin(pi s)^0.3), then a recovery to the baseline
   over `RECOVERY_S`. `below_s` is in `EPISODE_BELOW_S` (2-6 min); a fraction `BRIEF_FRACTION` of
   episodes are brief dips, `BRIEF_BELOW_S` (under 60 s, not an event by a 60 s rule) and
@@ -32,12 +36,18 @@ Mean arterial pressure MAP(t), mmHg, on a 1 s grid (`DemoCase.map_grid`):
   its whole decline where the case is long enough; the below-65 stretches of two episodes are
   `EPISODE_GAP_S` plus the first one's recovery apart. MAP is the minimum of the baseline and every
   episode's curve, so MAP < 65 exactly inside the episodes (`DemoCase.episodes`).
+- near misses: Poisson(`demo.near_miss_rate`) declines per case (placed where they fit, 120 s from
+  any episode; about half do in 25-min cases) that look like an episode's start
+  (a decline over `DECLINE_S` to a nadir in `NEAR_MISS_NADIR` mmHg) and recover over `RECOVERY_S`
+  without an event (`DemoCase.near_misses`): a falling MAP is not yet a hypotensive event.
 
 Relations (MAP0 = the case's baseline, MAP_REF = 85 mmHg):
 - baroreflex: HR = HR0 (1 + 0.03 sin(2 pi 0.1 t)) + k (MAP0 - MAP), k = the subject's gain
   (bpm/mmHg), clipped to `HR_LIMITS`; HR0 = the case table's hr_bpm.
-- PPG pulse amplitude = `PPG_AMP` gain clip(1 + `PPG_AMP_SLOPE` (MAP - MAP_REF), 0.3, 1.6):
-  it falls as MAP falls, so before an episode HR rises and the PPG amplitude falls.
+- PPG pulse amplitude = `PPG_AMP` gain clip(1 + s (MAP - MAP_REF), 0.3, 1.6), s =
+  `demo.ppg_amplitude_slope` per mmHg. Default 0: the finger PPG's amplitude carries no blood
+  pressure (under anaesthesia, vasodilatory hypotension often raises it, so neither sign is safe to
+  assume); a negative s makes it rise as MAP falls, a positive one (0.02 before) fall.
 - pulse arrival time: the PPG beat arrives PAT(t) after its ECG R-peak,
   PAT = `PAT_MS` - `PAT_SLOPE_MS` (MAP - `PAT_MAP_MMHG`) + the subject's offset (ms), plus a
   beat-to-beat jitter N(0, `PAT_JITTER_MS`). It is a delay in time: the PPG at time t shows the pulse
@@ -49,6 +59,10 @@ Relations (MAP0 = the case's baseline, MAP_REF = 85 mmHg):
   the systolic peak: smaller and earlier with age.
 - pressures: PP = `PP_MMHG` + `PP_AGE` (age - 20) (+ the subject's noise); SBP = MAP + 2/3 PP,
   DBP = MAP - 1/3 PP.
+- motion artefacts (clean cases only, not the fault cases): Poisson(`demo.artefacts_per_hour` x
+  hours) stretches of `ARTEFACT_S` seconds in which the PPG shows no pulse, only low-passed noise of
+  the pulse's size and a baseline shift (a probe moved or pressed), while the ECG beats on
+  (`DemoCase`-independent, drawn from the case's signal generator; `artefact_stretches`).
 
 Numerics (`ART_MBP`, `ART_SBP`, `ART_DBP`, mmHg): one value every `NUMERIC_PERIOD_S` from a random
 phase, each with N(0, `NUMERIC_NOISE`) noise; 1-3 artefact bursts per case (2-4 samples of all three
@@ -70,7 +84,7 @@ from pipeline.io import atomic_path, digest
 
 log = logging.getLogger(__name__)
 
-GENERATOR = 2  # in the settings digest: files of an older generator are not reused
+GENERATOR = 3  # in the settings digest: files of an older generator are not reused
 NATIVE_FS = 500
 DT0 = 4102444800.0  # 2100-01-01 UTC, as VitalDB's anonymised files
 # caseid -> fault; every other case is clean.
@@ -108,9 +122,14 @@ MAP_REF = 85.0
 MAP_BASELINE = (75.0, 100.0)
 DRIFT_PERIOD_S = (240.0, 1800.0)
 DRIFT_AMP = (0.5, 2.0)
-EPISODE_RATE, EPISODE_RATE_ASA, EPISODE_RATE_AGE = 0.3, 0.35, 0.01
+EPISODE_RATE, EPISODE_RATE_ASA, EPISODE_RATE_AGE = 0.3, 0.35, 0.01  # demo.risk_from_traits: true
+EPISODE_RATE_FLAT = 0.8  # the default, for every patient (about the traits formula's mean over the demo's patients)
 MAX_EPISODES = 3
 DECLINE_S = (300.0, 600.0)
+ABRUPT_DECLINE_S = (10.0, 40.0)
+NEAR_MISS_NADIR = (67.0, 74.0)
+MAX_NEAR_MISSES = 3
+ARTEFACT_S = (5.0, 30.0)
 EPISODE_BELOW_S = (120.0, 360.0)
 EPISODE_DEPTH = (5.0, 15.0)  # mmHg under 65 at the nadir
 BRIEF_FRACTION = 0.3
@@ -123,7 +142,7 @@ EPISODE_GAP_S = 120.0
 # Relations
 BARO_GAIN, BARO_GAIN_SD, BARO_GAIN_LIMITS = 0.6, 0.15, (0.3, 0.9)  # bpm per mmHg
 HR_LIMITS = (45.0, 150.0)
-PPG_AMP, PPG_AMP_SLOPE, PPG_GAIN_RANGE = 20.0, 0.02, (0.8, 1.2)
+PPG_AMP, PPG_GAIN_RANGE = 20.0, (0.8, 1.2)
 PAT_MS, PAT_SLOPE_MS, PAT_MAP_MMHG, PAT_OFFSET_MS, PAT_JITTER_MS = 300.0, 1.2, 80.0, 15.0, 3.0
 SYSTOLIC_PEAK_S = 0.12
 DICROTIC_RATIO, DICROTIC_RATIO_AGE, DICROTIC_RATIO_SD = 0.55, 0.006, 0.04
@@ -166,6 +185,16 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class NearMiss:
+    """A decline that recovers without an event: from `decline_s` down to `nadir_mmHg` (>= 65) at
+    `nadir_s`, back at the baseline at `recovered_s`."""
+    decline_s: float
+    nadir_s: float
+    recovered_s: float
+    nadir_mmHg: float
+
+
+@dataclass(frozen=True)
 class DemoCase:
     """The hidden truth of one case: its subject, base heart rate and MAP (one value a second)."""
     caseid: int
@@ -175,6 +204,8 @@ class DemoCase:
     map_baseline: float
     map_grid: np.ndarray  # MAP at 0, 1, 2, ... s
     episodes: tuple[Episode, ...]
+    near_misses: tuple[NearMiss, ...] = ()
+    ppg_amplitude_slope: float = 0.0  # per mmHg (demo.ppg_amplitude_slope)
 
     def map_at(self, t_s) -> np.ndarray:
         return np.interp(t_s, np.arange(len(self.map_grid), dtype=np.float64), self.map_grid)
@@ -212,14 +243,27 @@ def demo_subject(seed: int, subjectid: int) -> DemoSubject:
 _RESTING = DemoSubject(0, 50, "", 25.0, 2, BARO_GAIN, 0.0, 1.0, *dicrotic_for_age(50), PP_MMHG + PP_AGE * 30)
 
 
-def _episodes(rng: np.random.Generator, duration_s: float, subject: DemoSubject) -> list[Episode]:
-    lam = max(0.05, EPISODE_RATE + EPISODE_RATE_ASA * (subject.asa - 1) + EPISODE_RATE_AGE * (subject.age - 50))
+def episode_rate(subject: DemoSubject, risk_from_traits: bool) -> float:
+    """lambda of the Poisson number of episodes of a case (module docstring)."""
+    if not risk_from_traits:
+        return EPISODE_RATE_FLAT
+    return max(0.05, EPISODE_RATE + EPISODE_RATE_ASA * (subject.asa - 1) + EPISODE_RATE_AGE * (subject.age - 50))
+
+
+def _apart(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Two stretches (from, to) at least EPISODE_GAP_S apart."""
+    return a[1] + EPISODE_GAP_S <= b[0] or b[1] + EPISODE_GAP_S <= a[0]
+
+
+def _episodes(rng: np.random.Generator, duration_s: float, subject: DemoSubject, demo_cfg: dict) -> list[Episode]:
+    lam = episode_rate(subject, demo_cfg["risk_from_traits"])
     placed: list[Episode] = []
     for _ in range(min(MAX_EPISODES, int(rng.poisson(lam)))):
         brief = rng.uniform() < BRIEF_FRACTION
         below = rng.uniform(*(BRIEF_BELOW_S if brief else EPISODE_BELOW_S))
         depth = rng.uniform(*(BRIEF_DEPTH if brief else EPISODE_DEPTH))
-        decline, recovery = rng.uniform(*DECLINE_S), rng.uniform(*RECOVERY_S)
+        abrupt = rng.uniform() < demo_cfg["abrupt_fraction"]
+        decline, recovery = rng.uniform(*(ABRUPT_DECLINE_S if abrupt else DECLINE_S)), rng.uniform(*RECOVERY_S)
         hi = duration_s - below - recovery
         lo = decline + 60 if decline + 60 <= hi else MIN_EPISODE_START_S
         for _try in range(20):
@@ -231,6 +275,37 @@ def _episodes(rng: np.random.Generator, duration_s: float, subject: DemoSubject)
                 placed.append(ep)
                 break
     return sorted(placed, key=lambda e: e.start_s)
+
+
+def _near_misses(rng: np.random.Generator, duration_s: float, episodes: list[Episode], rate: float) -> list[NearMiss]:
+    """Declines that recover above 65 mmHg, apart from the episodes and each other (module docstring)."""
+    placed: list[NearMiss] = []
+    for _ in range(min(MAX_NEAR_MISSES, int(rng.poisson(rate)))):
+        decline, recovery, nadir = rng.uniform(*DECLINE_S), rng.uniform(*RECOVERY_S), rng.uniform(*NEAR_MISS_NADIR)
+        hi = duration_s - recovery
+        if hi <= decline:
+            continue
+        for _try in range(20):
+            at = float(rng.uniform(decline, hi))
+            nm = NearMiss(at - decline, at, at + recovery, nadir)
+            span = (nm.decline_s, nm.recovered_s)
+            if all(_apart(span, (e.decline_s, e.recovered_s)) for e in episodes) and all(
+                    _apart(span, (p.decline_s, p.recovered_s)) for p in placed):
+                placed.append(nm)
+                break
+    return sorted(placed, key=lambda m: m.nadir_s)
+
+
+def _near_miss_map(t: np.ndarray, base: np.ndarray, nm: NearMiss) -> np.ndarray:
+    """MAP under one near miss: a quarter-sine decline to the nadir, a quarter-sine recovery."""
+    out = base.copy()
+    m = (t >= nm.decline_s) & (t < nm.nadir_s)
+    w = np.sin(0.5 * np.pi * (t[m] - nm.decline_s) / (nm.nadir_s - nm.decline_s))
+    out[m] = (1 - w) * base[m] + w * np.minimum(nm.nadir_mmHg, base[m])
+    m = (t >= nm.nadir_s) & (t < nm.recovered_s)
+    w = np.sin(0.5 * np.pi * (t[m] - nm.nadir_s) / (nm.recovered_s - nm.nadir_s))
+    out[m] = (1 - w) * np.minimum(nm.nadir_mmHg, base[m]) + w * base[m]
+    return out
 
 
 def _episode_map(t: np.ndarray, base: np.ndarray, ep: Episode) -> np.ndarray:
@@ -260,11 +335,15 @@ def demo_case(demo_cfg: dict, caseid: int) -> DemoCase:
     base = np.full_like(t, baseline)
     for _ in range(3):
         base += rng.uniform(*DRIFT_AMP) * np.sin(2 * np.pi * t / rng.uniform(*DRIFT_PERIOD_S) + rng.uniform(0, 2 * np.pi))
-    episodes = _episodes(rng, duration, subject)
+    episodes = _episodes(rng, duration, subject, demo_cfg)
+    near = _near_misses(rng, duration, episodes, demo_cfg["near_miss_rate"])
     map_grid = base
     for ep in episodes:
         map_grid = np.minimum(map_grid, _episode_map(t, base, ep))
-    return DemoCase(caseid, subject, hr, caseid % NO_ART_EVERY != 0, baseline, map_grid, tuple(episodes))
+    for nm in near:
+        map_grid = np.minimum(map_grid, _near_miss_map(t, base, nm))
+    return DemoCase(caseid, subject, hr, caseid % NO_ART_EVERY != 0, baseline, map_grid, tuple(episodes), tuple(near),
+                    float(demo_cfg["ppg_amplitude_slope"]))
 
 
 def demo_case_rows(demo_cfg: dict) -> list[dict]:
@@ -353,10 +432,39 @@ def synth_signals(hr_bpm: float, duration_s: float, rng: np.random.Generator, fs
     a = np.maximum.accumulate(a)
     idx = np.searchsorted(a, t, side="right") - 1  # >= 1: the first two arrivals precede t = 0
     beats = _pulse(t - a[idx], subject) + _pulse(t - a[idx - 1], subject)
-    amp = PPG_AMP * subject.ppg_gain * np.clip(1 + PPG_AMP_SLOPE * (mapt - MAP_REF), 0.3, 1.6)
+    slope = case.ppg_amplitude_slope if case is not None else 0.0
+    amp = PPG_AMP * subject.ppg_gain * np.clip(1 + slope * (mapt - MAP_REF), 0.3, 1.6)
     resp = 1 + 0.1 * np.sin(2 * np.pi * 0.25 * t)
     ppg = 50 + amp * resp * beats + rng.normal(0, 0.2, n)
     return ppg, ecg
+
+
+def artefact_stretches(rng: np.random.Generator, duration_s: float, per_hour: float) -> list[tuple[float, float]]:
+    """(from_s, to_s) of the PPG motion artefacts of a case (module docstring)."""
+    out = []
+    for _ in range(int(rng.poisson(per_hour * duration_s / 3600.0))):
+        length = rng.uniform(*ARTEFACT_S)
+        a = float(rng.uniform(0, max(duration_s - length, 1e-9)))
+        out.append((a, min(a + length, duration_s)))
+    return sorted(out)
+
+
+def add_artefacts(ppg: np.ndarray, stretches, rng: np.random.Generator, fs: int = NATIVE_FS) -> np.ndarray:
+    """`ppg` with each stretch replaced by what a moved probe shows: no pulse, noise below 3 Hz of
+    about the pulse's size, and a baseline shift."""
+    from scipy.signal import butter, sosfiltfilt
+
+    out = ppg.copy()
+    sos = butter(2, 3.0, btype="low", fs=fs, output="sos")
+    for a, b in stretches:
+        sl = slice(int(a * fs), int(b * fs))
+        n = sl.stop - sl.start
+        if n < 16:
+            continue
+        noise = sosfiltfilt(sos, rng.normal(0, 1, n + 2 * fs))[fs : fs + n]
+        noise *= PPG_AMP * 0.5 / (noise.std() + 1e-12)
+        out[sl] = 50 + rng.uniform(-10, 10) + noise + rng.normal(0, 0.2, n)
+    return out
 
 
 def arterial_numerics(case: DemoCase, duration_s: float, rng: np.random.Generator) -> dict[str, tuple]:
@@ -424,6 +532,8 @@ def write_demo_case(caseid: int, path: str | Path, demo_cfg: dict, row: dict, pp
     override = (a, b, 30.0) if fault == "brady" else None
     ppg, ecg = synth_signals(case.hr_bpm, duration, rng, hr_override=override, case=case)
     numerics = arterial_numerics(case, duration, rng)
+    if fault is None:  # the fault cases keep exactly their one fault
+        ppg = add_artefacts(ppg, artefact_stretches(rng, duration, demo_cfg["artefacts_per_hour"]), rng)
     fs = NATIVE_FS
     sl = slice(int(a * fs), int(b * fs))
     gaps = []
