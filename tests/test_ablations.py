@@ -34,12 +34,14 @@ def test_run_config_applies_the_variant_and_the_seed_only():
     assert run["model"] == cfg["model"] and run["window"] == cfg["window"]
     assert run["ablations"] == {} and cfg["train"]["mask_ratio"] == 0.4
     same = run_config(cfg, "same", cfg["train"]["seed"])
-    assert same == dict(cfg, ablations={}, evaluate=dict(cfg["evaluate"], finetune_epochs=0))  # frozen probes only
+    frozen = dict(finetune_epochs=0, label_efficiency=False, baselines=False)  # the SSL encoder's frozen probes only
+    assert same == dict(cfg, ablations={}, evaluate=dict(cfg["evaluate"], **frozen))
     with pytest.raises(ConfigError, match="no variant 'nope'"):
         run_config(cfg, "nope", 0)
     cfg = demo_config(variants={"no_scale": {"evaluate": {"scale_features": False}}})  # an evaluation-only variant
     run = run_config(cfg, "no_scale", 0)
-    assert run["evaluate"] == dict(cfg["evaluate"], scale_features=False, finetune_epochs=0) and cfg["evaluate"]["scale_features"]
+    assert run["evaluate"] == dict(cfg["evaluate"], scale_features=False, finetune_epochs=0, label_efficiency=False, baselines=False)
+    assert cfg["evaluate"]["scale_features"]
 
 
 @pytest.mark.parametrize("override, needle", [

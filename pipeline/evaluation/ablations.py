@@ -48,9 +48,9 @@ def variants(config: dict) -> dict:
 def run_config(config: dict, variant: str, seed: int) -> dict:
     """The full config of one ablation run: the main config with the variant's overrides and
     train.seed = seed; it has no ablations of its own, and its evaluation probes the frozen encoders
-    only, without label-efficiency curves (evaluate.finetune_epochs = 0, label_efficiency = false: the
-    summary reads the SSL encoder's main metrics; fine-tuning, the supervised baseline and label
-    efficiency belong to the main evaluation)."""
+    only, without baselines or label-efficiency curves (evaluate.finetune_epochs = 0, label_efficiency =
+    false, baselines = false: the summary compares the variants' SSL encoders by their main metrics;
+    fine-tuning, the baselines and label efficiency belong to the main evaluation)."""
     active = variants(config)
     if variant not in active:
         raise ConfigError(f"ablations.variants: no variant {variant!r} that runs (have {sorted(active)})")
@@ -59,7 +59,7 @@ def run_config(config: dict, variant: str, seed: int) -> dict:
     for section in SECTIONS:
         cfg[section] = merge(config[section], active[variant].get(section, {}))
     cfg["train"]["seed"] = int(seed)
-    cfg["evaluate"].update(finetune_epochs=0, label_efficiency=False)
+    cfg["evaluate"].update(finetune_epochs=0, label_efficiency=False, baselines=False)
     return cfg
 
 

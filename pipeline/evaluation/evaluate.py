@@ -9,6 +9,7 @@ Feature sets, all on the same windows and subjects:
   - `pretrained`: the configured pretrained backbone without our SSL (when model.pretrained is set),
   - `raw`: features a physiologist would use (pipeline/evaluation/features.py: spectral-peak heart rate, pulse
     amplitude, pulse arrival time, moments, band powers).
+`evaluate.baselines: false` (ablation runs) probes the SSL encoder and the references only.
 With `evaluate.scale_features`, every encoder's embedding carries each window's scale (log std and
 mean per channel before normalisation, pipeline.model.embedding.window_scale). References beside
 them, for the tasks that name them (`REFERENCE_SETS`): `current_map`, the window's own arterial MAP
@@ -208,17 +209,18 @@ def _blank(x: np.ndarray, inputs: tuple[str, ...]) -> np.ndarray:
     return x
 
 
-def compute_features(encoders: dict, split: dict, fs: float, scale: bool = False) -> dict:
+def compute_features(encoders: dict, split: dict, fs: float, scale: bool = False, raw: bool = True) -> dict:
     """{(feature set, inputs): [n, F]} in a stream over the split: each encoder's embedding of the
     input channels (`embedding.pool`: mean and spread over their tokens, with `scale` each channel's
     log std and mean before normalisation appended, channels concatenated), and the raw features that use
-    only those channels."""
+    only those channels (`raw`: False leaves them out)."""
     parts: dict = {}
     raw_cols = {inputs: [i for i, (_, chs) in enumerate(RAW_FEATURES) if set(chs) <= set(inputs)] for inputs in INPUT_SETS}
     for x in iter_signals(split):
-        raw = raw_features(x, fs)
+        physiology = raw_features(x, fs) if raw else None
         for inputs in INPUT_SETS:
-            parts.setdefault(("raw", inputs), []).append(raw[:, raw_cols[inputs]])
+            if raw:
+                parts.setdefault(("raw", inputs), []).append(physiology[:, raw_cols[inputs]])
             xb = _blank(x, inputs)
             chans = [CHANNELS.index(c) for c in inputs]
             for name, enc in encoders.items():
@@ -401,12 +403,14 @@ def evaluate(encoder_dir, model_path, train_shards, eval_shards, case_table, lab
     log.info("evaluation device: %s", device)
     encoders = {"ssl": load_encoder(encoder_dir).to(device)}
     labelled_training(encoders, encoder_dir, model_cfg, eval_cfg, train, wl["train"], device)
-    encoders["random"] = _architecture(model_cfg, seed).to(device)
+    baselines = eval_cfg["baselines"]
+    if baselines:
+        encoders["random"] = _architecture(model_cfg, seed).to(device)
     if pretrained is not None:
         encoders["pretrained"] = Encoder(backbones.build(model_cfg, pretrained)).to(device)
-    sets = list(encoders) + ["raw"]
+    sets = list(encoders) + (["raw"] if baselines else [])
     scale = eval_cfg["scale_features"]
-    feats = {part: compute_features(encoders, data, fs, scale) | reference_features(wl[part])
+    feats = {part: compute_features(encoders, data, fs, scale, raw=baselines) | reference_features(wl[part])
              for part, data in (("train", train), ("scored", scored))}
 
     results = {"split": split, "model": str(model_path), "feature_sets": sets, "scale_features": scale, "tasks": {}, "labels": labels_cfg,
