@@ -174,8 +174,8 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
         for k in range(8):
             bp = 60 + 0.5 * hr + k  # tied to the heart rate, so the features can find it
             label_rows.append([caseid, f"{k * 8.192:.3f}", f"{bp:.2f}", f"{bp + 40:.2f}", f"{bp - 20:.2f}",
-                               str(int(hr + k > 82)), str(int(hr > 75)), "" if k == 0 else str(int(hr > 70)),  # ahead
-                               str(int(hr > 72)), str(int(hr > 68)), str(int(hr > 62))])  # onset protocol
+                               str(int(hr + k > 78)), str(int(hr > 72)), "" if k == 0 else str(int(hr > 70)),  # ahead
+                               *[str(int(hr > 72))] * 3])  # onset protocol (3 subjects of each class in each split)
     write_table(tmp_path / "cases.tsv", rows)
     labels = tmp_path / "labels.tsv"
     labels.write_text("\t".join(COLUMNS) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in label_rows))
@@ -210,7 +210,7 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
         assert d[task.metric] == pytest.approx(r["results"]["ssl"][task.metric] - r["results"]["raw"][task.metric])
     assert res["tasks"]["hypotension_15min"]["n_test"] == 6 * 7  # the undefined first window of each case is left out
     h5 = res["tasks"]["hypotension_5min"]["results"]
-    assert h5["ssl"]["n_cases_within"] == 1 and np.isfinite(h5["ssl"]["auroc_within_case"])  # only case 14 has both classes
+    assert h5["ssl"]["n_cases_within"] == 1 and np.isfinite(h5["ssl"]["auroc_within_case"])  # only case 13 has both classes
     assert "current_map" in res["tasks"]["hypotension_onset_5min"]["results"] and "current_map" not in res["tasks"]["map_mmHg"]["results"]
     assert h5["current_map"]["auroc"] > 0.9  # MAP rises with k, so does the 5-min label within case 14 and across cases
     assert res["scale_features"] is True
@@ -241,6 +241,20 @@ def test_evaluate_scores_every_task_with_paired_differences(tmp_path, config):
     assert set(rec["random_patches"]) == {"model", "window_mean", "linear_interpolation"}
     for name in ("ppg_from_ecg", "ecg_from_ppg"):
         assert set(rec[name]) == {"model", "window_mean"} and rec[name]["window_mean"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_classification_needs_three_subjects_of_each_class():
+    """One or two positive subjects make an interval that only resamples the negatives: skipped, saying why."""
+    from pipeline.evaluation.evaluate import _usable
+    from pipeline.evaluation.tasks import TASKS
+
+    task = next(t for t in TASKS if t.kind == "classification")
+    g = np.repeat(np.arange(10), 5)
+    y = (g < 3).astype(float)  # 3 positive subjects, 7 negative
+    assert _usable(task, y, g, y, g) is None
+    y2 = (g < 2).astype(float)
+    assert "2 with a positive, 8 with a negative" in _usable(task, y, g, y2, g) and "scored split" in _usable(task, y, g, y2, g)
+    assert "train split" in _usable(task, y2, g, y, g)
 
 
 def test_load_split_reads_only_the_chosen_windows(tmp_path, monkeypatch):

@@ -111,15 +111,17 @@ ABLATION_RULES = {"ablation_pretrain", "ablation_export", "ablation_evaluate", "
 def test_ablations_share_the_data_stages_and_summarize(demo_run):
     wd = demo_run
     rows = list(csv.DictReader((wd / "results/demo/ablations/summary.tsv").open(), delimiter="\t"))
-    assert [(r["variant"], r["seed"]) for r in rows] == [("channel_independent", "0"), ("cross_signal", "0")]
-    # only the mixer rebuilds a hidden PPG from the ECG
-    assert float(rows[1]["recon_ppg_from_ecg_mse"]) < 0.5 < float(rows[0]["recon_ppg_from_ecg_mse"])
+    assert [(r["variant"], r["seed"]) for r in rows] == [("cross_signal", "0"), ("no_scale", "0")]
+    # no_scale changes only the probes: it is evaluated on cross_signal's encoder, never trained again
+    assert rows[0]["best_val_loss"] == rows[1]["best_val_loss"] and not (wd / "results/demo/ablations/no_scale/seed0/pretrain").exists()
+    shared = json.loads((wd / "results/demo/ablations/no_scale/seed0/eval/metrics.json").read_text())
+    assert shared["model"] == "results/demo/ablations/cross_signal/seed0/pretrain/model.pt" and shared["scale_features"] is False
 
     cfg = write_config(wd)
     # another seed: that seed's runs and the summary, nothing upstream
     assert planned(wd) == {}
     write_config(wd, ablations=dict(cfg["ablations"], seeds=[0, 1]))
-    assert planned(wd) == {"ablation_pretrain": 2, "ablation_export": 2, "ablation_evaluate": 2, "ablation_summary": 1, "all": 1}
+    assert planned(wd) == {"ablation_pretrain": 1, "ablation_export": 1, "ablation_evaluate": 2, "ablation_summary": 1, "all": 1}
     # another variant: its run only
     write_config(wd, ablations=dict(cfg["ablations"], variants={**cfg["ablations"]["variants"], "stft_0": {"train": {"stft_weight": 0.0}}}))
     assert planned(wd) == {"ablation_pretrain": 1, "ablation_export": 1, "ablation_evaluate": 1, "ablation_summary": 1, "all": 1}
@@ -155,12 +157,15 @@ def test_the_demo_evaluation_is_complete_and_the_reconstruction_beats_the_fills(
     m = json.loads((demo_run / "results/demo/eval/metrics.json").read_text())
     tasks = m["tasks"]
     assert m["split"] == "test" and all(r["split"] == "test" for r in tasks.values())
-    for task in ("hypotension_5min", "hypotension_15min", "hypotension_onset_5min", "map_mmHg", "heart_rate_ppg", "age"):
+    for task in ("hypotension_5min", "hypotension_10min", "hypotension_15min", "map_mmHg", "heart_rate_ppg", "age"):
         assert "results" in tasks[task], (task, tasks[task].get("skipped"))
-    for task in ("hypotension_5min", "hypotension_onset_5min"):
+    for task in ("hypotension_5min", "hypotension_15min"):
         r = tasks[task]
-        assert r["positives"]["test"]["cases"] >= 2 and "current_map" in r["results"], task
+        assert r["positives"]["test"]["subjects"] >= 3 and "current_map" in r["results"], task
         assert r["results"]["prevalence"]["auroc"] == 0.5 and r["results"]["ssl"]["brier"] < r["results"]["prevalence"]["brier"] + 0.05
+    # the onset protocol has one positive per event: the demo's few events give it too few subjects, and it says so
+    onset = tasks["hypotension_onset_5min"]
+    assert sum(p["windows"] for p in onset["positives"].values()) >= 3 and "too few subjects per class" in onset.get("skipped", "")
     rec = m["reconstruction"]
     assert rec["random_patches"]["model"] < rec["random_patches"]["linear_interpolation"]
     assert rec["ppg_from_ecg"]["model"] < rec["ppg_from_ecg"]["window_mean"]  # the default model mixes the channels
@@ -196,7 +201,7 @@ def heldout_effect(demo_run):
 
 
 RANDOM_INITS = 3
-EFFECT_MARGIN_MMHG = 0.5  # preset: SSL's MAP error at least this much below the mean of the random initialisations
+EFFECT_MARGIN_MMHG = 1.0  # preset: SSL's MAP error at least this much below the mean of the random initialisations
 
 
 def _ssl_minus_random(draws, metric):

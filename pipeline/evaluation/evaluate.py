@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 FRACTIONS = (0.01, 0.1, 1.0)
 EFFICIENCY_SETS = ("ssl", "random", "raw", "supervised")
 CHUNK = 1024
+MIN_CLASS_SUBJECTS = 3  # a classification is scored only with this many subjects of each class in train and scored split
 
 
 # --------------------------------------------------------------------- reconstruction
@@ -269,8 +270,12 @@ def _usable(task: Task, y_tr, g_tr, y_te, g_te) -> str | None:
         return f"too few labelled train rows ({len(y_tr)} from {len(np.unique(g_tr))} subjects)"
     if len(np.unique(g_te)) < 2:
         return f"too few labelled subjects in the scored split ({len(np.unique(g_te))})"
-    if task.kind == "classification" and (len(np.unique(y_tr)) < 2 or len(np.unique(y_te)) < 2):
-        return "one class only in the train or the scored split"
+    if task.kind == "classification":
+        for part, y, g in (("train", y_tr, g_tr), ("scored", y_te, g_te)):
+            counts = [len(np.unique(g[y == c])) for c in (0, 1)]
+            if min(counts) < MIN_CLASS_SUBJECTS:
+                return (f"too few subjects per class in the {part} split ({counts[1]} with a positive, {counts[0]} with a "
+                        f"negative; {MIN_CLASS_SUBJECTS} needed: intervals from resampling subjects say nothing with fewer)")
     return None
 
 
