@@ -4,8 +4,16 @@ import csv
 
 import numpy as np
 
-from pipeline.data.labels import (COLUMNS, hypotension_ahead, hypotension_onset, hypotensive_runs, label_case, read_labels, valid,
-                                  window_medians)
+from pipeline.data.labels import (
+    COLUMNS,
+    hypotension_ahead,
+    hypotension_onset,
+    hypotensive_runs,
+    label_case,
+    read_labels,
+    valid,
+    window_medians,
+)
 from tests.helpers import write_shard
 
 THR, MIN_S, GAP, WASHOUT, MARGIN = 65.0, 60.0, 10.0, 300.0, 1200.0

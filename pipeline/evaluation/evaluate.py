@@ -44,8 +44,16 @@ from pipeline.data.labels import COLUMNS, read_labels, window_key
 from pipeline.evaluation.features import RAW_FEATURES, raw_features
 from pipeline.evaluation.finetune import train_on_labels
 from pipeline.evaluation.probes import bootstrap, calibration, fit_probe, predict, subset_subjects, within_case_auroc
-from pipeline.evaluation.report import (headline_rst, plot_calibration, plot_effects, plot_hypotension, plot_label_efficiency, plot_roc,
-                                        report_html, results_markdown)
+from pipeline.evaluation.report import (
+    headline_rst,
+    plot_calibration,
+    plot_effects,
+    plot_hypotension,
+    plot_label_efficiency,
+    plot_roc,
+    report_html,
+    results_markdown,
+)
 from pipeline.evaluation.tasks import TASKS, Task
 from pipeline.io import write_json, write_text
 from pipeline.model import backbones

@@ -114,7 +114,7 @@ def plot_hypotension(results: dict, path) -> None:
     the published VitalDB figures (`LITERATURE`) as dashed lines on the panel and horizon they match."""
     plt = pyplot()
     protocols = (("hypotension", "hypotension ahead (every window)"), ("hypotension_onset", "onset protocol (Lee 2021 style)"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, (prefix, title) in zip(axes, protocols):
         names = {int(t[len(prefix) + 1 : -3]): t for t in results["tasks"] if t.startswith(prefix + "_") and t[len(prefix) + 1 : -3].isdigit()}
         sets = [fs for fs in COLORS if any(fs in results["tasks"][t].get("results", {}) for t in names.values())]
@@ -130,8 +130,7 @@ def plot_hypotension(results: dict, path) -> None:
             if task in names.values():
                 h = [k for k, t in names.items() if t == task][0]
                 for i, (label, auc) in enumerate(refs):
-                    ax.hlines(auc, h - 1.5, h + 1.5, colors="C4", linestyles=["--", "-.", ":"][i % 3], lw=1.2)
-                    ax.text(h - 1.5, auc, f"{label} {auc:.3f}", fontsize=5.5, color="C4", ha="right", va="center")
+                    ax.hlines(auc, h - 1.5, h + 1.5, colors="C4", linestyles=["--", "-.", ":"][i % 3], lw=1.2, label=f"{label} {auc:.3f}")
         skipped = [f"{h} min" for h, t in sorted(names.items()) if "results" not in results["tasks"][t]]
         ax.set_title(title + (f"\nnot scored: {', '.join(skipped)}" if skipped else ""), fontsize=8)
         ax.set_xticks(sorted(names), [f"{h} min" for h in sorted(names)])
@@ -140,7 +139,8 @@ def plot_hypotension(results: dict, path) -> None:
         ax.axhline(0.5, color="k", lw=0.5)
         ax.grid(axis="y", lw=0.3)
     axes[0].set_ylabel(f"AUROC on the {split_name(results)} (higher is better)", fontsize=8)
-    axes[-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles = {lab: h for ax in axes for h, lab in zip(*ax.get_legend_handles_labels())}
+    axes[-1].legend(handles.values(), handles.keys(), fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     save_figure(fig, path)
 

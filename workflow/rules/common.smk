@@ -67,7 +67,9 @@ TRAINED_BY = trained_by(config) if ABLATION_VARIANTS else {}
 
 def trained_run(w):
     """The run folder whose pretraining and export ablation run `w` evaluates."""
-    return ABLATION_RUN.format(source=w.source, variant=TRAINED_BY[w.variant], seed=w.seed)
+    return ABLATION_RUN.format(
+        source=w.source, variant=TRAINED_BY[w.variant], seed=w.seed
+    )
 
 
 def ablation_run_dirs():
