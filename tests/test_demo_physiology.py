@@ -228,7 +228,7 @@ def test_each_fault_case_fails_its_own_quality_rule_only(tmp_path, config, seed)
     from pipeline.data.resample import resample_batch
     from pipeline.data.windows import windows_batch
 
-    demo = dict(CFG, n_cases=10, duration_s=240, seed=seed)
+    demo = dict(CLEAN, n_cases=10, duration_s=240, seed=seed)  # no motion artefact: the clean cases are clean
     rows = demo_case_rows(demo)
     status = download_batch(rows, {"source": "demo", "demo": demo, "download": None}, tmp_path / "cases", tmp_path / "d.json")
     assert {c for c, s in status.items() if s["status"] == "failed"} == {"7", "8"}
@@ -241,7 +241,7 @@ def test_each_fault_case_fails_its_own_quality_rule_only(tmp_path, config, seed)
         rejected = stats[caseid]["rejected"]
         assert rejected[rule] > 0 and sum(rejected.values()) == rejected[rule], (caseid, rejected)
     for caseid in ("1", "9", "10"):
-        assert stats[caseid]["kept"] == stats[caseid]["cut"] > 0
+        assert stats[caseid]["kept"] == stats[caseid]["cut"] > 0, (caseid, {k: v for k, v in stats[caseid]["rejected"].items() if v})
 
 
 # --- relations, measured on the written waveforms ---------------------------------------------------
@@ -391,13 +391,32 @@ def test_numerics_are_read_on_the_clock_of_the_waveforms(tmp_path):
         src.read_numerics(path, [PPG])
 
 
-def test_wfdb_has_no_numerics_and_says_so_once(tmp_path, caplog, monkeypatch):
+def test_wfdb_case_without_numerics_record_has_none_and_says_so_once(tmp_path, caplog, monkeypatch):
+    """A waveform record with no numerics record beside it (`<record>n`) has no numeric tracks: {},
+    said once at INFO for the first such case, at DEBUG for the others; a case with one says nothing."""
+    import wfdb
+
     import pipeline.data.sources.wfdb as wfdb_source
 
-    monkeypatch.setattr(wfdb_source, "_said_no_numerics", False)
+    monkeypatch.setattr(wfdb_source, "_said", set())
+    folder = tmp_path / "p00" / "p000001"
+    folder.mkdir(parents=True)
+    x = np.stack([np.sin(np.arange(1250) / 10), np.cos(np.arange(1250) / 10)], axis=1)
+    for name in ("r1", "r2", "r3"):
+        wfdb.wrsamp(name, fs=125, units=["NU", "mV"], sig_name=["PLETH", "II"], p_signal=x, fmt=["16", "16"], write_dir=str(folder))
+    wfdb.wrsamp("r3n", fs=1, units=["mmHg"], sig_name=["ABPMean"], p_signal=np.full((10, 1), 80.0), fmt=["16"], write_dir=str(folder))
+    (tmp_path / "RECORDS").write_text("p00/p000001/\n")
+    (folder / "RECORDS").write_text("r1\nr2\nr3\nr3n\n")
     src = get_source({"source": "wfdb", "wfdb": {"root": str(tmp_path), "tracks": {"ppg": "PLETH", "ecg": "II"}}})
-    with caplog.at_level(logging.INFO, logger="pipeline.data.sources.wfdb"):
-        assert src.read_numerics(tmp_path / "1.json", NUMERICS) == {}
-        assert src.read_numerics(tmp_path / "2.json", NUMERICS) == {}
-    said = [r for r in caplog.records if "no numeric tracks" in r.getMessage()]
-    assert len(said) == 1
+    paths = []
+    for row in src.case_rows():
+        paths.append(tmp_path / f"{row['caseid']}.json")
+        src.fetch(row, paths[-1], None)
+    assert len(paths) == 3
+    with caplog.at_level(logging.DEBUG, logger="pipeline.data.sources.wfdb"):
+        assert src.read_numerics(paths[0], NUMERICS) == {}
+        assert src.read_numerics(paths[1], NUMERICS) == {}
+        assert set(src.read_numerics(paths[2], ["ABPMean", *NUMERICS])) == {"ABPMean"}
+    said = [r for r in caplog.records if "no numerics record" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG]
+    assert "r1n.hea" in said[0].getMessage() and "r2n.hea" in said[1].getMessage()

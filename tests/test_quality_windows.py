@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
 from pipeline.data.resample import resample_track, write_resampled
-from pipeline.data.sources.demo import synth_signals
+from pipeline.data.sources.demo import add_artefacts, synth_signals
 from pipeline.data.windows import build_manifest, cut, window_case, windows_batch
 
 FS = 125
@@ -61,6 +61,16 @@ def fault(signals, sat, kind):
     elif kind == "heart_rate":
         slow, _ = case_signals(hr=28.0, seconds=100)
         s[1, a:b] = slow[1, a:b]
+    elif kind == "ppg_skewness":  # a PPG upside down: every beat there, the wave's shape mirrored
+        s[0, a:b] = 2 * s[0, a:b].mean() - s[0, a:b]
+    elif kind == "ppg_template":  # motion artefact: no pulse, noise of the pulse's size (the demo's)
+        s[0, a:b] = resample_track(add_artefacts(np.zeros(100 * 500), [(20.0, 40.0)], np.random.default_rng(1)), 500, FS)[0][a:b]
+    elif kind == "ecg_template":  # the ECG electrode off: band-limited noise of an ECG's size
+        noise = np.convolve(np.random.default_rng(2).normal(0, 1, b - a), np.ones(5) / 5, mode="same")
+        s[1, a:b] = 0.4 * noise / noise.std()
+    elif kind == "rate_agreement":  # both clean, but the PPG's heart beats at 100 and the ECG's at 72
+        fast, _ = case_signals(hr=100.0, seconds=100)
+        s[0, a:b] = fast[0, a:b]
     return s, m
 
 

@@ -1,9 +1,14 @@
 """The wfdb source on records written with the wfdb package in the MIMIC-III Waveform Database
-Matched Subset layout: case table, download (pointer files), resampling, windows and manifest."""
+Matched Subset layout: case table, download (pointer files), resampling, windows and manifest, and
+the numeric tracks of the numerics records (`<record>n`) through to the labels."""
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
+import shutil
+from datetime import date, datetime, time
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +16,16 @@ import pytest
 import wfdb
 import yaml
 
+from pipeline.config import validate_params
 from pipeline.data.cases import build_case_table
 from pipeline.data.download import download_batch
+from pipeline.data.labels import COLUMNS, labels_batch, read_labels
 from pipeline.data.resample import read_resampled, resample_batch
 from pipeline.data.sources import get_source
 from pipeline.data.sources.demo import synth_signals
 from pipeline.data.windows import build_manifest, windows_batch
 from pipeline.errors import CaseError
+from tests.helpers import write_shard
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKS = {"ppg": "PLETH", "ecg": "II"}
@@ -367,3 +375,262 @@ def test_windows_and_manifest(run):
     assert b["skip_reason"] == "download: missing track PLETH (the case has: ABP, II, V)"
     assert man["totals"]["cases"] == 4 and man["totals"]["cases_used"] == 3
     assert man["totals"]["kept"] == len(windows)
+
+
+# ---------------------------------------------------------------- numerics: the record <record>n beside each waveform record
+
+ABP = ["ABPMean", "ABPSys", "ABPDias"]
+# (h) waveform and numerics start together (base date and time in both headers); MAP 80 mmHg at 1 Hz
+# with a hypotensive stretch at 55 mmHg over [HYPO_AT, HYPO_AT + HYPO_S) s
+H = "p00/p000050/p000050-2150-01-01-10-00"
+H_SECONDS, HYPO_AT, HYPO_S = 1800, 900, 200
+H_START = datetime(2150, 1, 1, 10, 0, 0)
+# (l) numerics starting 150.2 s after the waveform by the headers' base dates and times, across midnight;
+# a PLETH spike and the numeric value L_MARK_VALUE at L_MARK_S on the waveform's clock
+L = "p00/p000051/p000051-2183-04-28-23-58"
+L_WAVE_START, L_NUM_START = datetime(2183, 4, 28, 23, 58, 0), datetime(2183, 4, 29, 0, 0, 30, 200000)
+L_OFFSET_S, L_MARK_S, L_MARK_VALUE = 150.2, 200.2, 42.0
+# (n) no numerics record
+N = "p00/p000052/p000052-2150-01-02-08-00"
+# (g) a multi-segment numerics record at one value per minute (variable layout: seg 1 ABPMean, ABPSys,
+# HR; a `~` gap; seg 2 ABPMean, HR), ABPMean NaN over minutes G_NAN of seg 1; the waveform header has
+# no base time, so the two records are taken to start together
+G = "p00/p000053/p000053-2150-01-03-09-00"
+G_SEGS = [("g_0001", 200, ["ABPMean", "ABPSys", "HR"]), ("~", 60, []), ("g_0002", 200, ["ABPMean", "HR"])]
+G_NAN = (100, 130)
+
+
+def write_wave(root: Path, rel: str, seconds: float, start: datetime | None = None, mark_s: float | None = None) -> None:
+    """A waveform record of PLETH and II at 125 Hz (sine waves; a spike of 10 in PLETH at `mark_s`)."""
+    folder = root / Path(rel).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * 125)) / 125
+    x = np.stack([np.sin(2 * np.pi * 1.2 * t), 0.5 * np.sin(2 * np.pi * 1.2 * t + 1.0)], axis=1)
+    if mark_s is not None:
+        x[round(mark_s * 125), 0] = 10.0
+    when = {} if start is None else {"base_time": start.time(), "base_date": start.date()}
+    wfdb.wrsamp(Path(rel).name, fs=125, units=["NU", "mV"], sig_name=["PLETH", "II"], p_signal=x, fmt=["16", "16"],
+                write_dir=str(folder), **when)
+
+
+def write_numerics(root: Path, rel: str, signals: dict[str, np.ndarray], fs: float = 1, start: datetime | None = None) -> None:
+    """The numerics record `<rel>n`, single segment, one column per signal (NaN = no sample)."""
+    names = list(signals)
+    when = {} if start is None else {"base_time": start.time(), "base_date": start.date()}
+    wfdb.wrsamp(Path(rel).name + "n", fs=fs, units=["bpm" if n == "HR" else "mmHg" for n in names], sig_name=names,
+                p_signal=np.stack([signals[n] for n in names], axis=1), fmt=["16"] * len(names),
+                write_dir=str(root / Path(rel).parent), **when)
+
+
+def h_map() -> np.ndarray:
+    v = np.full(H_SECONDS, 80.0)
+    v[HYPO_AT : HYPO_AT + HYPO_S] = 55.0
+    return v
+
+
+def g_truth() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (minute numbers, values)} of record (g)'s numerics, as written."""
+    rng = np.random.default_rng(3)
+    out: dict[str, list] = {}
+    start = 0
+    for seg, n, names in G_SEGS:
+        for name in names:
+            v = rng.uniform(60, 100, n).round(1)
+            if name == "ABPMean" and seg == "g_0001":
+                v[G_NAN[0] : G_NAN[1]] = np.nan
+            out.setdefault(name, []).append((start + np.arange(n), v))
+        start += n
+    return {k: (np.concatenate([p[0] for p in v]), np.concatenate([p[1] for p in v])) for k, v in out.items()}
+
+
+def write_g_numerics(root: Path) -> None:
+    folder = root / Path(G).parent
+    truth = g_truth()
+    fs = 1 / 60
+    name = Path(G).name + "n"
+    layout = ["ABPMean", "ABPSys", "HR"]
+    lines = [f"g_layout {len(layout)} {fs} 0"] + [f"~ 0 1(0)/{'bpm' if n == 'HR' else 'mmHg'} 0 0 0 0 0 {n}" for n in layout]
+    (folder / "g_layout.hea").write_text("\n".join(lines) + "\n")
+    start = 0
+    for seg, n, names in G_SEGS:
+        if seg != "~":
+            x = np.stack([truth[k][1][(truth[k][0] >= start) & (truth[k][0] < start + n)] for k in names], axis=1)
+            wfdb.wrsamp(seg, fs=fs, units=["bpm" if k == "HR" else "mmHg" for k in names], sig_name=names, p_signal=x,
+                        fmt=["16"] * len(names), write_dir=str(folder))
+        start += n
+    master = wfdb.MultiRecord(record_name=name, n_sig=len(layout), fs=fs, sig_len=start,
+                              seg_name=["g_layout"] + [s for s, _, _ in G_SEGS], seg_len=[0] + [n for _, n, _ in G_SEGS],
+                              base_time=time(9, 0, 0))
+    master.n_seg = len(G_SEGS) + 1
+    master.wrheader(write_dir=str(folder))
+
+
+def build_numerics_root(root: Path) -> None:
+    rng = np.random.default_rng(11)
+    write_wave(root, H, H_SECONDS, start=H_START)
+    m = h_map()
+    write_numerics(root, H, {"ABPMean": m, "ABPSys": m + 35, "ABPDias": m - 15, "HR": 70 + rng.normal(0, 1, H_SECONDS)},
+                   start=H_START)
+    write_wave(root, L, 400, start=L_WAVE_START, mark_s=L_MARK_S)
+    v = np.full(180, 70.0)
+    v[round(L_MARK_S - L_OFFSET_S)] = L_MARK_VALUE
+    write_numerics(root, L, {"ABPMean": v}, start=L_NUM_START)
+    write_wave(root, N, 120, start=H_START)
+    write_wave(root, G, 120)  # shorter than its numerics: their times do not depend on it
+    write_g_numerics(root)
+    (root / "RECORDS").write_text("".join(f"{Path(r).parent}/\n" for r in (H, L, N, G)))
+    for r in (H, L, N, G):  # numerics records listed beside their waveform records, as MIMIC does (except (g)'s)
+        listed = [Path(r).name] + ([Path(r).name + "n"] if r in (H, L) else [])
+        (root / Path(r).parent / "RECORDS").write_text("".join(f"{x}\n" for x in listed))
+
+
+@pytest.fixture(scope="module")
+def numerics(tmp_path_factory):
+    """Records (h), (l), (n), (g), their case table and a validated pointer file per case."""
+    base = tmp_path_factory.mktemp("wfdb-numerics")
+    root = base / "root"
+    build_numerics_root(root)
+    section = {"root": str(root), "tracks": dict(TRACKS)}
+    source = get_source({"source": "wfdb", "wfdb": section})
+    rows = source.case_rows()
+    paths = {}
+    for row in rows:
+        dest = base / "cases" / f"{row['caseid']}.json"
+        dest.parent.mkdir(exist_ok=True)
+        source.fetch(row, dest, None)
+        source.validate(dest)
+        paths[row["name"]] = dest
+    return dict(root=root, base=base, section=section, source=source, rows=rows, paths=paths)
+
+
+def test_numerics_values_and_times(numerics):
+    assert [r["name"] for r in numerics["rows"]] == [H, L, N, G]  # numerics records are not cases
+    got = numerics["source"].read_numerics(numerics["paths"][H], [*ABP, "NBPMean", "ABPMean"])
+    assert list(got) == ABP  # NBPMean: not in the record, absent; HR: not asked for
+    m = h_map()
+    for name, expected in zip(ABP, (m, m + 35, m - 15)):
+        t, v = got[name]
+        assert t.dtype == v.dtype == np.float64
+        np.testing.assert_array_equal(t, np.arange(H_SECONDS, dtype=np.float64))  # same start: 1 Hz from 0
+        np.testing.assert_allclose(v, expected, atol=0.01)
+    assert numerics["source"].read_numerics(numerics["paths"][H], []) == {}
+    assert numerics["source"].read_numerics(numerics["paths"][H], ["NBPMean"]) == {}  # a record with none of the names
+
+
+def test_numerics_starting_later_land_on_the_waveform_clock(numerics):
+    """Numerics 150.2 s after the waveform by base date and time (across midnight): a numeric sample
+    written at a known waveform time is returned at that time, within one waveform sample."""
+    path = numerics["paths"][L]
+    pleth = numerics["source"].read_tracks(path)[0]
+    spike_s = pleth.start_s + int(np.argmax(pleth.values)) / pleth.fs
+    assert spike_s == pytest.approx(L_MARK_S, abs=0.5 / 125)
+    t, v = numerics["source"].read_numerics(path, ["ABPMean"])["ABPMean"]
+    assert t[0] == pytest.approx(L_OFFSET_S, abs=1e-6) and np.allclose(np.diff(t), 1.0)
+    mark = t[np.argmin(np.abs(v - L_MARK_VALUE))]
+    assert abs(mark - spike_s) < 1 / 125
+
+
+def test_multisegment_numerics_with_gaps_per_minute(numerics, caplog, monkeypatch):
+    """A `~` segment and NaN samples are gaps in the times; a segment without a signal adds none of
+    it; times are minutes x 60 from the start; the waveform header has no base time: said once."""
+    import pipeline.data.sources.wfdb as wfdb_source
+
+    monkeypatch.setattr(wfdb_source, "_said", set())
+    with caplog.at_level(logging.DEBUG, logger="pipeline.data.sources.wfdb"):
+        got = numerics["source"].read_numerics(numerics["paths"][G], ["ABPMean", "ABPSys", "ABPDias", "HR"])
+        numerics["source"].read_numerics(numerics["paths"][G], ["HR"])
+    assert set(got) == {"ABPMean", "ABPSys", "HR"}
+    for name, (minutes, values) in g_truth().items():
+        keep = np.isfinite(values)
+        t, v = got[name]
+        np.testing.assert_allclose(t, minutes[keep] * 60.0, atol=1e-6)
+        np.testing.assert_allclose(v, values[keep], atol=0.01)
+    minutes = got["ABPMean"][0] / 60
+    assert not ((minutes >= G_NAN[0]) & (minutes < G_NAN[1])).any() and not ((minutes >= 200) & (minutes < 260)).any()
+    assert got["ABPSys"][0].max() == pytest.approx(199 * 60)  # segment 2 has no ABPSys
+    said = [r for r in caplog.records if "assumed to start together" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.INFO, logging.DEBUG]
+    assert "waveform record's header has no base time" in said[0].getMessage()
+
+
+def test_start_offset_from_the_base_times():
+    from pipeline.data.sources.wfdb import _start_offset_s
+
+    def rec(t=None, d=None):
+        return wfdb.Record(record_name="r", base_time=t, base_date=d)
+
+    assert _start_offset_s(rec(time(23, 58), date(2183, 4, 28)), rec(time(0, 0, 30, 200000), date(2183, 4, 29)), "r") == \
+        pytest.approx(150.2)
+    assert _start_offset_s(rec(time(10, 0)), rec(time(9, 59, 30)), "r") == pytest.approx(-30.0)  # numerics first
+    assert _start_offset_s(rec(time(23, 59)), rec(time(0, 1)), "r") == pytest.approx(120.0)  # no dates: across midnight
+    assert _start_offset_s(rec(time(23, 59), date(2100, 1, 1)), rec(time(0, 1)), "r") == pytest.approx(120.0)
+    assert _start_offset_s(rec(None), rec(time(0, 1), date(2100, 1, 1)), "r") == 0.0
+    assert _start_offset_s(rec(time(0, 1)), rec(None), "r") == 0.0
+
+
+def test_a_case_without_numerics_record_has_none(numerics):
+    assert numerics["source"].read_numerics(numerics["paths"][N], ABP) == {}
+
+
+def test_corrupt_numerics_record_is_a_case_error(numerics, tmp_path):
+    """A truncated data file, an unreadable header, a missing segment header: CaseError naming the
+    fault; the labels stage counts such a case as unreadable and leaves its labels empty."""
+    root = tmp_path / "root"
+    shutil.copytree(numerics["root"], root)
+    section = {"root": str(root), "tracks": dict(TRACKS)}
+    source = get_source({"source": "wfdb", "wfdb": section})
+    ptr = {}
+    for row in source.case_rows():
+        ptr[row["name"]] = tmp_path / f"{row['caseid']}.json"
+        source.fetch(row, ptr[row["name"]], None)
+    dat = root / (H + "n.dat")
+    dat.write_bytes(dat.read_bytes()[:1000])
+    with pytest.raises(CaseError, match=f"truncated data file {dat}"):
+        source.read_numerics(ptr[H], ABP)
+    (root / (L + "n.hea")).write_text("this is not a header\n")
+    with pytest.raises(CaseError, match="header"):
+        source.read_numerics(ptr[L], ABP)
+    (root / Path(G).parent / "g_0002.hea").unlink()
+    with pytest.raises(CaseError, match="g_0002"):
+        source.read_numerics(ptr[G], ABP)
+    shards = [write_shard(tmp_path / "s.h5", np.zeros((3, 2, 1024), np.float32), caseid=1)]
+    counts = labels_batch({"1": {"status": "ok", "path": str(ptr[H])}}, shards, label_params(section), tmp_path / "l.tsv")
+    assert counts["unreadable"] == 1
+    assert all(np.isnan(r["map_mmHg"]) for r in read_labels([tmp_path / "l.tsv"]).values())
+
+
+def label_params(section: dict) -> dict:
+    """What the labels rule passes for config/mimic3.yaml: its labels section (schema defaults filled)."""
+    labels = yaml.safe_load((REPO / "config" / "mimic3.yaml").read_text())["labels"]
+    return {"source": "wfdb", "wfdb": section, "labels": validate_params({"labels": labels}, [])["labels"],
+            "window": {"length": 1024}, "signals": {"target_fs": 125}}
+
+
+def test_labels_of_a_wfdb_case(numerics, tmp_path):
+    """labels_batch with config/mimic3.yaml's label tracks: MAP per window from ABPMean, hypotension
+    labels of both classes around the stretch, empty cells for the case without a numerics record."""
+    ids = {r["name"]: r["caseid"] for r in numerics["rows"]}
+    n_h = int((H_SECONDS - 8.192) // 8.192) + 1  # back-to-back windows at k * 8.192 s (write_shard)
+    shards = [write_shard(tmp_path / "h.h5", np.zeros((n_h, 2, 1024), np.float32), caseid=ids[H]),
+              write_shard(tmp_path / "n.h5", np.zeros((10, 2, 1024), np.float32), caseid=ids[N])]
+    status = {str(ids[r]): {"status": "ok", "path": str(numerics["paths"][r])} for r in (H, N)}
+    counts = labels_batch(status, shards, label_params(numerics["section"]), tmp_path / "labels.tsv")
+    assert counts == {"cases": 2, "windows": n_h + 10, "no_label_tracks": 1, "unreadable": 0}
+    with open(tmp_path / "labels.tsv", newline="") as f:
+        assert next(csv.reader(f, delimiter="\t")) == COLUMNS
+    lab = read_labels([tmp_path / "labels.tsv"])
+    h = sorted((k[1] / 1000, v) for k, v in lab.items() if k[0] == ids[H])
+    starts = np.array([s for s, _ in h])
+    maps = np.array([v["map_mmHg"] for _, v in h])
+    assert np.isfinite(maps).all()  # every window holds 1 Hz samples
+    inside = (starts >= HYPO_AT) & (starts + 8.192 <= HYPO_AT + HYPO_S)
+    outside = (starts + 8.192 <= HYPO_AT) | (starts >= HYPO_AT + HYPO_S)
+    np.testing.assert_allclose(maps[inside], 55.0, atol=0.01)
+    np.testing.assert_allclose(maps[outside], 80.0, atol=0.01)
+    assert np.allclose([v["sbp_mmHg"] - v["map_mmHg"] for _, v in h], 35.0, atol=0.02)
+    ahead = np.array([v["hypotension_5min"] for _, v in h])
+    ends = starts + 8.192
+    assert set(ahead[np.isfinite(ahead)]) == {0.0, 1.0}
+    assert np.all((ends[ahead == 1] > HYPO_AT - 300) & (ends[ahead == 1] < HYPO_AT))  # the event starts within 5 min
+    assert (ahead == 1).sum() > 20 and (ahead == 0).sum() > 20
+    assert all(np.isnan(v[c]) for k, v in lab.items() if k[0] == ids[N] for c in COLUMNS[2:])

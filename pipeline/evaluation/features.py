@@ -10,40 +10,22 @@ A feature is NaN where it is undefined for a window (a flat channel, too few bea
 imputes. NaN samples are read as 0 (`np.nan_to_num`), a flat channel is one whose samples are all
 equal.
 
-Beats. ECG R-peaks (`rpeaks`): 5-20 Hz band-pass, rectified, peaks above 40% of the 99th
-percentile, >= 250 ms apart. (The heart-rate label is not these: it is the windows stage's
-`quality.heart_rate_bpm`, from an autocorrelation.) PPG beats are found on the 10 Hz low-passed PPG (`PPG_LOWPASS_HZ`,
-zero phase): each beat is a peak of the first derivative (the steepest point of the systolic
-upstroke) above 40% of its 99th percentile, >= 270 ms apart; its trough is the minimum in the
-400 ms before it (not before the previous upstroke), its systolic peak the maximum in the 350 ms
-after it (not after the next upstroke). Beats whose trough or peak falls on the window's edge are
-dropped. The foot used for timing is the intersecting-tangent point: where the tangent at the
-steepest point of the upstroke crosses the horizontal line through the trough. It is chosen over
-the trough itself because the diastolic minimum is flat, so its position wanders by tens of ms
-with noise and baseline drift and is quantized to the 8 ms sample grid; and over the maximum of
-the second derivative because that needs a second differentiation of a noisy signal. The tangent
-point is a sub-sample time set by the steep, well-defined upstroke (Chiu et al. 1991; the usual
-foot for pulse transit and arrival times).
+Beats (R-peaks, PPG beats with their feet and amplitudes): pipeline/data/beats.py, shared with the
+quality rules.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import butter, find_peaks, periodogram, sosfiltfilt
+from scipy.signal import periodogram
 
 from pipeline.channels import CHANNELS
+from pipeline.data.beats import MIN_BEATS, PPG_LOWPASS_HZ, RPEAK_BAND_HZ, group_median, ppg_beats, rpeaks
 
 BANDS_HZ = [(0.5, 1.0), (1.0, 1.5), (1.5, 2.0), (2.0, 3.0), (3.0, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, 40.0)]
 SPECTRAL_HR_HZ = (0.67, 3.0)  # 40-180 bpm: where the spectral heart rate is looked for
-PPG_LOWPASS_HZ = 10.0  # PPG beats are found and measured below this frequency (4th-order Butterworth)
 PAT_RANGE_MS = (100.0, 600.0)  # R-peak to PPG foot delays outside this range are not pairs
-MIN_BEATS = 3  # fewer R-peaks, PPG beats or R-to-foot pairs than this: NaN
 SPECTRAL_PADDING = 4  # periodogram length = 4 x window length (zero-padded), before interpolation
-UPSTROKE_MIN_SPACING_S = 0.27  # PPG upstrokes at least this far apart (up to 220 bpm)
-FOOT_SEARCH_S = 0.4  # trough: minimum this long before the steepest upstroke point
-PEAK_SEARCH_S = 0.35  # systolic peak: maximum this long after it
-RPEAK_BAND_HZ = (5.0, 20.0)  # ECG band-pass before R-peaks are picked
-RPEAK_MIN_SPACING_S = 0.25  # R-peaks at least this far apart (up to 240 bpm)
 
 _MOMENTS = ("mean", "std", "skewness", "kurtosis", "peak_to_peak", "zero_crossing_rate")
 _BAND_NAMES = tuple(f"logpow_{lo:g}-{hi:g}Hz" for lo, hi in BANDS_HZ)
@@ -85,10 +67,10 @@ def _batch_features(x: np.ndarray, fs: float) -> np.ndarray:
     feats["PPG_spread"] = q75 - q25
     feats["PPG_hr_spectral_bpm"] = spectral_heart_rate(ppg, fs)
     beat_win, foot_time, amplitude = ppg_beats(ppg, fs)
-    feats["PPG_pulse_amplitude"] = _group_median(beat_win, amplitude, len(x), MIN_BEATS)
+    feats["PPG_pulse_amplitude"] = group_median(beat_win, amplitude, len(x), MIN_BEATS)
     r_win, r_idx, r_time = rpeaks(ecg, fs)
     same = r_win[1:] == r_win[:-1]
-    rr = _group_median(r_win[1:][same], np.diff(r_idx)[same].astype(np.float64), len(x), MIN_BEATS - 1)
+    rr = group_median(r_win[1:][same], np.diff(r_idx)[same].astype(np.float64), len(x), MIN_BEATS - 1)
     feats["ECG_hr_rpeak_bpm"] = 60.0 * fs / rr
     feats["PAT_ms"] = _pulse_arrival_ms(r_win, r_time, beat_win, foot_time, fs, x.shape[-1], len(x))
     for name in ("PPG_hr_spectral_bpm", "PPG_pulse_amplitude"):
@@ -137,48 +119,6 @@ def spectral_heart_rate(ppg: np.ndarray, fs: float) -> np.ndarray:
     return np.where(is_peak.any(-1), hr, np.nan)
 
 
-def rpeaks(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """R-peaks of ECG windows [n, L] (module docstring, "Beats").
-    Returns, one entry per peak in window order: window index, sample index, and time in samples
-    refined by a parabola through the rectified band-passed signal."""
-    sos = butter(3, list(RPEAK_BAND_HZ), btype="band", fs=fs, output="sos")
-    rect = np.abs(sosfiltfilt(sos, ecg, axis=-1))
-    height = 0.4 * np.percentile(rect, 99, axis=-1)
-    distance = int(RPEAK_MIN_SPACING_S * fs)
-    win, idx = _ragged([find_peaks(w, height=h, distance=distance)[0] for w, h in zip(rect, height)])
-    return win, idx, idx + _parabolic_offset(rect, win, idx)
-
-
-def ppg_beats(ppg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PPG beats of windows [n, L] (module docstring, "Beats"). Returns, one entry per beat in
-    window order: window index, foot time (intersecting tangent, samples, fractional), amplitude
-    (systolic peak minus the preceding trough, PPG units)."""
-    n, length = ppg.shape
-    sos = butter(4, PPG_LOWPASS_HZ, btype="low", fs=fs, output="sos")
-    lp = sosfiltfilt(sos, ppg, axis=-1)
-    slope = np.gradient(lp, axis=-1)  # per sample
-    height = 0.4 * np.percentile(slope, 99, axis=-1)
-    distance = max(1, int(UPSTROKE_MIN_SPACING_S * fs))
-    win, up = _ragged([find_peaks(s, height=h, distance=distance)[0] if h > 0 else np.empty(0, np.int64)
-                       for s, h in zip(slope, height)])
-    first = np.r_[True, win[1:] != win[:-1]]
-    last = np.r_[win[1:] != win[:-1], True]
-    prev_up = np.where(first, -1, np.r_[-1, up[:-1]])
-    next_up = np.where(last, length, np.r_[up[1:], length])
-
-    back = up[:, None] - np.arange(int(FOOT_SEARCH_S * fs) + 1)  # from the upstroke backwards
-    trough_vals = np.where(back > prev_up[:, None], lp[win[:, None], np.clip(back, 0, None)], np.inf)
-    trough = up - np.argmin(trough_vals, axis=-1)
-    ahead = up[:, None] + np.arange(int(PEAK_SEARCH_S * fs) + 1)
-    peak_vals = np.where(ahead < next_up[:, None], lp[win[:, None], np.clip(ahead, None, length - 1)], -np.inf)
-    peak = up + np.argmax(peak_vals, axis=-1)
-
-    base = lp[win, trough]
-    foot = up - (lp[win, up] - base) / slope[win, up]  # <= up: the trough is no higher than lp[up]
-    keep = (trough > 0) & (peak < length - 1) & (foot >= back[:, -1])
-    return win[keep], foot[keep], (lp[win, peak] - base)[keep]
-
-
 def _pulse_arrival_ms(r_win, r_time, beat_win, foot_time, fs: float, length: int, n: int) -> np.ndarray:
     """Median over R-peaks of the delay to the next PPG foot of the same window, pairs in
     PAT_RANGE_MS only; NaN with fewer than MIN_BEATS pairs."""
@@ -192,33 +132,6 @@ def _pulse_arrival_ms(r_win, r_time, beat_win, foot_time, fs: float, length: int
     has_next &= beat_win[nxt] == r_win
     delay_ms = (foot_time[nxt] - r_time) / fs * 1000.0  # from the times, not the keys: exact per window
     ok = has_next & (delay_ms >= PAT_RANGE_MS[0]) & (delay_ms <= PAT_RANGE_MS[1])
-    return _group_median(r_win[ok], delay_ms[ok], n, MIN_BEATS)
+    return group_median(r_win[ok], delay_ms[ok], n, MIN_BEATS)
 
 
-def _ragged(indices: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window index arrays -> (window of each, index of each), flat, in window order."""
-    counts = np.array([len(i) for i in indices], dtype=np.int64)
-    flat = np.concatenate(indices).astype(np.int64) if indices else np.empty(0, np.int64)
-    return np.repeat(np.arange(len(indices)), counts), flat
-
-
-def _parabolic_offset(signal: np.ndarray, win: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Offset (-0.5..0.5 samples) of the vertex of the parabola through signal[win, idx-1..idx+1]."""
-    inner = (idx > 0) & (idx < signal.shape[-1] - 1)
-    i = np.clip(idx, 1, signal.shape[-1] - 2)
-    a, b, c = signal[win, i - 1], signal[win, i], signal[win, i + 1]
-    denom = a - 2 * b + c
-    offset = np.where(denom < 0, 0.5 * (a - c) / np.where(denom < 0, denom, -1.0), 0.0)
-    return np.where(inner, np.clip(offset, -0.5, 0.5), 0.0)
-
-
-def _group_median(group: np.ndarray, values: np.ndarray, n: int, min_count: int) -> np.ndarray:
-    """Median of `values` per group in range(n); NaN for a group with fewer than `min_count`."""
-    order = np.lexsort((values, group))
-    group, values = group[order], values[order]
-    counts = np.bincount(group, minlength=n)
-    starts = np.cumsum(counts) - counts
-    out = np.full(n, np.nan)
-    ok = counts >= max(min_count, 1)
-    out[ok] = 0.5 * (values[starts[ok] + (counts[ok] - 1) // 2] + values[starts[ok] + counts[ok] // 2])
-    return out

@@ -324,7 +324,7 @@ def report_html(results: dict) -> str:
         f"at 15 min ({html.escape(_literature_sentence())}) match this protocol, not hypotension ahead.</li>"
         "<li>current_map: the window's median arterial MAP, probed like a feature set: a reference the monitor already gives. "
         "prevalence: the train prevalence as a constant prediction (AUROC 0.5; the Brier score to beat).</li>"
-        "<li>Heart rate: the ECG heart rate of the window (autocorrelation of the QRS envelope, as the windows stage measures it); the encoders see the PPG only (ECG blanked).</li>"
+        "<li>Heart rate: the ECG heart rate of the window (60 / the median R-R interval, as the windows stage measures it); the encoders see the PPG only (ECG blanked).</li>"
         "<li>Subject tasks (age, sex, BMI, ASA ≥ 3): the case table; features averaged over each subject's windows.</li></ul>"
     )
     return (

@@ -3,8 +3,8 @@ report and the ablation summary loop over `TASKS`. A task names its label, the c
 features come from, whether it is a regression or a classification, its level and main metric:
   - window: the label belongs to the window, read from the per-window label table
     (`label(window_labels)`: {column: [n]}, the columns of pipeline/data/labels.py plus `hr_bpm`, the ECG
-    heart rate the windows stage stored in the shards: `quality.heart_rate_bpm`, autocorrelation of
-    the QRS energy envelope),
+    heart rate the windows stage stored in the shards: `quality.heart_rate_bpm`, 60 / the median
+    R-R interval of the window),
   - subject: the label is a property of the patient, read from the case table (`label(rows)`);
     features are averaged over each subject's windows.
 A label is NaN where it is undefined; those windows (or subjects) are left out of that task.

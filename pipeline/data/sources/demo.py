@@ -62,7 +62,7 @@ Relations (MAP0 = the case's baseline, MAP_REF = 85 mmHg):
 - motion artefacts (clean cases only, not the fault cases): Poisson(`demo.artefacts_per_hour` x
   hours) stretches of `ARTEFACT_S` seconds in which the PPG shows no pulse, only low-passed noise of
   the pulse's size and a baseline shift (a probe moved or pressed), while the ECG beats on
-  (`DemoCase`-independent, drawn from the case's signal generator; `artefact_stretches`).
+  (`DemoCase.artefacts`, from their own generator: the truth the quality rules are scored against).
 
 Numerics (`ART_MBP`, `ART_SBP`, `ART_DBP`, mmHg): one value every `NUMERIC_PERIOD_S` from a random
 phase, each with N(0, `NUMERIC_NOISE`) noise; 1-3 artefact bursts per case (2-4 samples of all three
@@ -150,7 +150,7 @@ DICROTIC_DELAY_S, DICROTIC_DELAY_AGE_S, DICROTIC_DELAY_SD_S = 0.26, 0.0015, 0.01
 DICROTIC_WIDTH_S = 0.05
 PP_MMHG, PP_AGE, PP_SD = 35.0, 0.5, 4.0
 
-_SUBJECT_STREAM, _SIGNAL_STREAM = 1, 2  # generators besides a case's own `_rng(seed, caseid)`
+_SUBJECT_STREAM, _SIGNAL_STREAM, _ARTEFACT_STREAM = 1, 2, 3  # generators besides a case's own `_rng(seed, caseid)`
 
 
 def _rng(seed: int, caseid: int, *stream: int) -> np.random.Generator:
@@ -206,6 +206,7 @@ class DemoCase:
     episodes: tuple[Episode, ...]
     near_misses: tuple[NearMiss, ...] = ()
     ppg_amplitude_slope: float = 0.0  # per mmHg (demo.ppg_amplitude_slope)
+    artefacts: tuple[tuple[float, float], ...] = ()  # PPG motion artefacts (from_s, to_s): the truth the quality rules are scored on
 
     def map_at(self, t_s) -> np.ndarray:
         return np.interp(t_s, np.arange(len(self.map_grid), dtype=np.float64), self.map_grid)
@@ -342,8 +343,10 @@ def demo_case(demo_cfg: dict, caseid: int) -> DemoCase:
         map_grid = np.minimum(map_grid, _episode_map(t, base, ep))
     for nm in near:
         map_grid = np.minimum(map_grid, _near_miss_map(t, base, nm))
+    artefacts = () if caseid in FAULTS else tuple(  # the fault cases keep exactly their one fault
+        artefact_stretches(_rng(demo_cfg["seed"], caseid, _ARTEFACT_STREAM), duration, demo_cfg["artefacts_per_hour"]))
     return DemoCase(caseid, subject, hr, caseid % NO_ART_EVERY != 0, baseline, map_grid, tuple(episodes), tuple(near),
-                    float(demo_cfg["ppg_amplitude_slope"]))
+                    float(demo_cfg["ppg_amplitude_slope"]), artefacts)
 
 
 def demo_case_rows(demo_cfg: dict) -> list[dict]:
@@ -532,8 +535,7 @@ def write_demo_case(caseid: int, path: str | Path, demo_cfg: dict, row: dict, pp
     override = (a, b, 30.0) if fault == "brady" else None
     ppg, ecg = synth_signals(case.hr_bpm, duration, rng, hr_override=override, case=case)
     numerics = arterial_numerics(case, duration, rng)
-    if fault is None:  # the fault cases keep exactly their one fault
-        ppg = add_artefacts(ppg, artefact_stretches(rng, duration, demo_cfg["artefacts_per_hour"]), rng)
+    ppg = add_artefacts(ppg, case.artefacts, _rng(demo_cfg["seed"], caseid, _ARTEFACT_STREAM, 1))
     fs = NATIVE_FS
     sl = slice(int(a * fs), int(b * fs))
     gaps = []

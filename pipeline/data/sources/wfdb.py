@@ -8,7 +8,8 @@ multi-segment master record (MIMIC's `p000020-2183-04-28-17-47`: a layout header
 segments `*_0001`, ..., and `~` for a gap between segments).
 
 Numerics records, whose name ends in `n` (e.g. `p000020-2183-04-28-17-47n`), hold no waveforms
-(heart rate, SpO2, ... at one value per second or minute): they are left out of the case table.
+(heart rate, SpO2, ... at one value per second or minute): they are left out of the case table,
+and read as the numeric tracks of the waveform record they sit beside (`read_numerics`, below).
 
 Case table: one row per waveform record, in sorted order of the record path relative to root.
 `caseid` is the 1-based position in that order, so it is stable as long as the RECORDS lists do
@@ -17,8 +18,7 @@ the record path relative to root, so a caseid can always be mapped back to its r
 is the `pXXXXXX` folder of the record (p000020 -> subjectid 20); a record outside such a folder is
 an error, since the split must keep a subject's records together. Headers are not read when the
 table is built (a MIMIC release has tens of thousands), so has_ppg / has_ecg are None (known at
-fetch time) and duration_s, age, sex, bmi, asa, has_art and hr_bpm are ''. The source has no
-numeric tracks (`read_numerics` gives {}).
+fetch time) and duration_s, age, sex, bmi, asa, has_art and hr_bpm are ''.
 
 Fetching a case copies no signal data: the case file `<caseid>.json` is a pointer
 `{"record": <absolute record path without extension>, "name": <path relative to root>}`.
@@ -30,6 +30,23 @@ A multi-segment record is joined by wfdb (`m2s=True`): samples of a `~` gap segm
 segment that lacks a signal, are NaN, never invented values. Each track keeps the header's rate
 (frame rate x samples per frame); every signal of a record starts at sample 0 of the record, so
 `start_s` is 0 for every track.
+
+Numeric tracks (`read_numerics`, what the labels rule reads): the numerics record of waveform
+record `<record>` is `<record>n` in the same folder (MIMIC's layout, `NUMERICS_SUFFIX`; it need not
+be listed in RECORDS). Its signals (`ABPMean`, `ABPSys`, `ABPDias`, `NBPMean`, `HR`, ...) are the
+numeric tracks; each sample's time is its frame number over the record's frame rate (1 Hz or
+1/60 Hz in MIMIC), plus k / samples-per-frame within a frame. The times are moved onto the clock of
+`read_tracks` (0 = sample 0 of the waveform record) by the difference of the two headers' base
+times: date and time when both headers have a base date; the time of day alone when one lacks a
+date (the difference taken in [-12 h, 12 h), so a start across midnight is a few seconds, not a
+day); and 0 when either header lacks a base time: both records are then assumed to start
+together (logged once). A multi-segment numerics record is read
+segment by segment, each segment's samples at its frame offset in the master record, so a `~`
+segment, or a segment without a signal, is a gap in that signal's times, never invented values.
+Non-finite samples (WFDB's invalid-sample value, which wfdb reads as NaN) are dropped. A case without a
+numerics record has no numeric tracks ({}, logged once); a numerics record whose header, segment
+headers or data files cannot be read, or whose data files are shorter than its headers say, is a
+CaseError.
 """
 
 from __future__ import annotations
@@ -49,7 +66,15 @@ from pipeline.errors import CaseError
 log = logging.getLogger(__name__)
 
 SUBJECT_RE = re.compile(r"p(\d+)")
-_said_no_numerics = False  # read_numerics logs once per process
+NUMERICS_SUFFIX = "n"  # the numerics record of waveform record <record> is <record>n (MIMIC-III layout)
+_said: set[str] = set()  # what `_say_once` has said in this process
+
+
+def _say_once(key: str, msg: str, *args) -> None:
+    """Log `msg` at INFO the first time `key` comes up in this process, at DEBUG after that
+    (one line for a whole batch of cases that share a condition, every case still at debug level)."""
+    log.log(logging.DEBUG if key in _said else logging.INFO, msg, *args)
+    _said.add(key)
 
 
 def _read_records_file(path: Path) -> list[str]:
@@ -101,12 +126,13 @@ def _read_pointer(path: Path) -> dict:
     return pointer
 
 
-def _header(record: str):
-    """`wfdb.rdheader` with every segment's header; a missing header is a CaseError."""
+def _header(record: str, rd_segments: bool = True):
+    """`wfdb.rdheader` with every segment's header (unless `rd_segments` is False); a missing
+    header is a CaseError."""
     import wfdb
 
     try:
-        return wfdb.rdheader(record, rd_segments=True)
+        return wfdb.rdheader(record, rd_segments=rd_segments)
     except FileNotFoundError as e:
         raise CaseError(f"missing header {e.filename or e}") from e
     except (ValueError, IndexError, KeyError) as e:  # malformed header lines
@@ -213,12 +239,60 @@ class WFDBSource(Source):
         _check_data_files(Path(record).parent, [seg for _, seg in _data_segments(header)], tracks)
 
     def read_numerics(self, path: Path, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """{}: the source reads waveform records only (numerics records are left out, module docstring)."""
-        global _said_no_numerics
-        if not _said_no_numerics:
-            log.info("wfdb: this source has no numeric tracks (numerics records are not read); %s left out", ", ".join(names) or "none")
-            _said_no_numerics = True
-        return super().read_numerics(path, names)
+        """{name: (times_s, values)} (float64, sorted by time, non-finite values dropped) for each of
+        `names` that the case's numerics record `<record>n` has, on the clock of `read_tracks` (module
+        docstring, "Numeric tracks"). {} when the case has no numerics record; CaseError when it has
+        one that cannot be read."""
+        import wfdb
+
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        record = _read_pointer(path)["record"]
+        numerics = record + NUMERICS_SUFFIX
+        if not os.path.isfile(numerics + ".hea"):
+            _say_once("no numerics record", "wfdb: no numerics record %s.hea: no numeric tracks for this case (%s left out; "
+                      "further cases without one are logged at debug level)", numerics, ", ".join(names))
+            return {}
+        header = _header(numerics)
+        fs = float(header.fs or 0)
+        if not (math.isfinite(fs) and fs > 0):
+            raise CaseError(f"numerics record {numerics}: frame rate {header.fs!r} is not a positive number")
+        offset = _start_offset_s(_header(record, rd_segments=False), header, numerics)
+        segments = _segment_offsets(numerics, header)
+        found = {n for _, seg, _ in segments for n in seg.sig_name or [] if n in names}
+        if not found:
+            has = sorted({n for _, seg, _ in segments for n in seg.sig_name or []})
+            _say_once("none of the names", "wfdb: numerics record %s has none of %s (it has: %s); further such cases "
+                      "at debug level", numerics, ", ".join(names), ", ".join(has) or "none")
+            return {}
+        _check_data_files(Path(numerics).parent, [seg for _, seg, _ in segments if found & set(seg.sig_name or [])],
+                          sorted(found))
+        pieces: dict[str, list] = {n: [] for n in found}
+        for start, seg, seg_record in segments:
+            here = [n for n in seg.sig_name or [] if n in found]
+            if not here or seg.sig_len == 0:
+                continue
+            if not math.isclose(float(seg.fs or 0), fs, rel_tol=1e-4):  # headers round 1/60 Hz differently
+                raise CaseError(f"numerics record {numerics}: segment {Path(seg_record).name} at {float(seg.fs or 0):g} Hz, "
+                                f"the record at {fs:g} Hz")
+            try:
+                rec = wfdb.rdrecord(seg_record, channel_names=here, smooth_frames=False, physical=True)
+            except (OSError, ValueError) as e:  # a data file that does not match its header
+                raise CaseError(f"unreadable numerics record {numerics}: {type(e).__name__}: {e}") from e
+            for name, x, spf in zip(rec.sig_name, rec.e_p_signal, rec.samps_per_frame):
+                x = np.asarray(x, dtype=np.float64)
+                t = offset + (start + np.arange(len(x), dtype=np.float64) / int(spf or 1)) / fs
+                keep = np.isfinite(x)
+                pieces[name].append((t[keep], x[keep]))
+        out = {}
+        for name in names:
+            if name in pieces:
+                t = np.concatenate([p[0] for p in pieces[name]]) if pieces[name] else np.empty(0)
+                v = np.concatenate([p[1] for p in pieces[name]]) if pieces[name] else np.empty(0)
+                order = np.argsort(t, kind="stable")
+                out[name] = (t[order], v[order])
+        return out
 
     def read_tracks(self, path: Path, max_span_s: float = float("inf"), on_samples=None,
                     max_samples: float = float("inf")) -> list[Track]:
@@ -276,6 +350,36 @@ def _span_s(record: str, header) -> float:
         except OSError as e:
             raise CaseError(f"missing data file {e.filename or e}") from e
     return (sig_len or 0) / float(header.fs)
+
+
+def _start_offset_s(wave, numerics, record: str) -> float:
+    """Seconds from the start of the waveform record (header `wave`) to that of its numerics record
+    (header `numerics`, path `record`): module docstring, "Numeric tracks"."""
+    if wave.base_time is None or numerics.base_time is None:
+        _say_once("no base time", "wfdb: numerics record %s: %s header has no base time; numerics and waveforms "
+                  "are assumed to start together (further such cases at debug level)", record,
+                  "its" if numerics.base_time is None else "the waveform record's")
+        return 0.0
+    if wave.base_date is not None and numerics.base_date is not None:
+        return (numerics.base_datetime - wave.base_datetime).total_seconds()
+    d = _seconds_of_day(numerics.base_time) - _seconds_of_day(wave.base_time)
+    return (d + 43200.0) % 86400.0 - 43200.0  # no common date: the nearest difference, across midnight
+
+
+def _seconds_of_day(t) -> float:
+    return t.hour * 3600.0 + t.minute * 60.0 + t.second + t.microsecond / 1e6
+
+
+def _segment_offsets(record: str, header) -> list[tuple[int, object, str]]:
+    """(first frame in the record, segment header, segment record path) of each segment holding
+    samples (`_data_segments`); a single-segment record is its own segment at frame 0."""
+    import wfdb
+
+    if isinstance(header, wfdb.Record):
+        return [(0, header, record)]
+    starts = np.concatenate([[0], np.cumsum([int(n or 0) for n in header.seg_len])])
+    folder = Path(record).parent
+    return [(int(starts[i]), seg, str(folder / header.seg_name[i])) for i, seg in _data_segments(header)]
 
 
 def _unit(segments, name: str) -> str:
