@@ -42,9 +42,8 @@ def pyphysio_figures() -> dict:
     import sleepecg
     from scipy.signal import resample_poly
 
-    from pipeline.data.beats import ppg_beats
     from pipeline.data.quality import RULES, rule_masks
-    from tests.test_real_recordings import MARKS, _package_dir, reference_rate
+    from tests.test_real_recordings import MARKS, _package_dir, ppg_delay_s, reference_rate
 
     raw = np.loadtxt(bz2.open(_package_dir("pyphysio") / "test_data" / "medical.txt.bz2", "rt"), delimiter="\t")
     ecg, _, ppg, _ = raw.T
@@ -57,15 +56,7 @@ def pyphysio_figures() -> dict:
                           "max_abs_diff_of_range": float(np.abs(ours[inner] - ref[inner]).max() / np.ptp(x))}
     out["resampling_vs_resample_poly"] = fidelity
     r = sleepecg.detect_heartbeats(resample_poly(ecg, 1, 8), 256) / 256
-    delays = {}
-    for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0])):
-        _, foot, _ = ppg_beats(x[None, :], fs)
-        feet = np.sort(foot / fs)
-        nxt = np.searchsorted(feet, r)
-        ok = nxt < len(feet)
-        d = feet[nxt[ok]] - r[ok]
-        delays[f"{fs}_hz_ms"] = float(1000 * np.median(d[(d > 0.1) & (d < 0.6)]))
-    out["r_peak_to_ppg_foot_median"] = delays
+    out["r_peak_to_ppg_foot_median"] = {f"{fs}_hz_ms": 1000 * ppg_delay_s(r, x, fs) for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0]))}
     w = cut(np.stack([resample_track(c, 2048, FS)[0] for c in (ppg, ecg)]), LENGTH, LENGTH).astype(np.float32)
     err = heart_rate_bpm(w[:, 1], FS) - reference_rate(r, len(w))
     out["heart_rate"] = {"mae_bpm": float(np.mean(np.abs(err))), "bias_bpm": float(np.mean(err)), "windows": int(len(w))}

@@ -45,6 +45,16 @@ def reference_rate(beats_s: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def ppg_delay_s(r_peaks_s: np.ndarray, ppg: np.ndarray, fs: float) -> float:
+    """Median delay from each R-peak to the next PPG foot (pipeline/data/beats.py), pairs of 0.1-0.6 s."""
+    _, foot, _ = ppg_beats(ppg[None, :], fs)
+    feet = np.sort(foot / fs)
+    nxt = np.searchsorted(feet, r_peaks_s)
+    ok = nxt < len(feet)
+    d = feet[nxt[ok]] - r_peaks_s[ok]
+    return float(np.median(d[(d > 0.1) & (d < 0.6)]))
+
+
 def test_resampling_matches_an_independent_resample_poly(medical):
     """scipy's resample_poly (125/2048 in lowest terms) on the mean-removed signal, away from the first and
     last second (resample_poly pads with zeros there; the pipeline's edges are its own, tests/test_resample.py)."""
@@ -64,14 +74,7 @@ def test_the_ppg_delay_behind_the_ecg_is_kept(medical):
 
     ecg, ppg = medical
     r = sleepecg.detect_heartbeats(resample_poly(ecg, 1, 8), 256) / 256  # its detector works best below 500 Hz
-    delays = {}
-    for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0])):
-        _, foot, _ = ppg_beats(x[None, :], fs)
-        feet = np.sort(foot / fs)
-        nxt = np.searchsorted(feet, r)
-        ok = nxt < len(feet)
-        d = feet[nxt[ok]] - r[ok]
-        delays[fs] = float(np.median(d[(d > 0.1) & (d < 0.6)]))
+    delays = {fs: ppg_delay_s(r, x, fs) for fs, x in ((2048, ppg), (FS, resample_track(ppg, 2048, FS)[0]))}
     assert 0.1 < delays[2048] < 0.6 and abs(delays[FS] - delays[2048]) < 0.002, delays
 
 
