@@ -6,7 +6,8 @@ Signal quality indexes (SQIs), for what the first rules cannot see (a PPG that i
 artefact, no pulse wave, while the ECG beats on and every amplitude is plausible):
 - `ppg_skewness`: skewness of the PPG band-passed 0.5-8 Hz (Elgendi 2016, "Optimal signal quality
   index for photoplethysmogram signals", Bioengineering 3:21: the best of eight SQIs). A pulse wave
-  rises fast and falls slowly, so it is skewed; noise is not. Rejected below `quality.ppg_skewness_min`.
+  rises fast and falls slowly, so it is skewed; noise is not. Rejected below `quality.ppg_skewness_min`
+  (-0.3: some subjects' clean pulses are barely skewed, down to -0.22 in the demo).
 - `ppg_template`: each PPG beat (pipeline/data/beats.py `ppg_beats`) from 0.1 s before its foot
   for 0.6 of the median beat interval, correlated with the window's median beat; rejected when the
   median correlation is below `quality.ppg_template_min` (Orphanidou et al. 2015, IEEE JBHI 19:832,
