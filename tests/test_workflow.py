@@ -74,8 +74,18 @@ def test_demo_runs_end_to_end_and_records_faults(demo_run):
     for caseid, rule in {"2": "flat", "3": "clipping", "4": "nan", "5": "amplitude", "6": "heart_rate"}.items():
         rej = cases[caseid]["rejected"]
         assert rej[rule] > 0 and sum(rej.values()) == rej[rule], (caseid, rej)  # only the deliberate fault
-    for caseid in ("1", "9", "10", "24"):
-        assert cases[caseid]["kept"] == cases[caseid]["cut"] > 0
+    from pipeline.data.sources.demo import demo_case
+
+    demo = yaml.safe_load((wd / "config/config.yaml").read_text())["demo"]
+    truth = {c: demo_case(demo, c).artefacts for c in range(9, demo["n_cases"] + 1)}  # the generator's motion artefacts
+    clean = [c for c, a in truth.items() if not a]
+    assert len(clean) >= 3
+    for c in clean:  # no artefact: every window kept
+        assert cases[str(c)]["kept"] == cases[str(c)]["cut"] > 0, (c, cases[str(c)]["rejected"])
+    sqi = ("ppg_skewness", "ppg_template", "rate_agreement")
+    long = [c for c, a in truth.items() if any(b - s >= 2 * 8.192 for s, b in a)]  # an artefact spanning a whole window
+    hit = [c for c in long if sum(cases[str(c)]["failed"][r] for r in sqi) > 0]
+    assert long and len(hit) >= 0.75 * len(long), (hit, long)  # the indexes miss some artefacts (BENCHMARKS.md: sensitivity)
     n = 0
     for shard in (wd / "results/demo/windows").glob("*/shard-*.h5"):
         with h5py.File(shard) as f:
