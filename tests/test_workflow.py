@@ -139,25 +139,26 @@ def test_ablations_share_the_data_stages_and_summarize(demo_run):
     assert planned(wd) == {}
 
 
-def test_two_variants_two_seeds_run_on_one_set_of_shards(tmp_path):
-    ablations = {"seeds": [0, 1], "variants": {"base": {}, "mask_0.2": {"train": {"mask_ratio": 0.2}}}}
+def test_two_seeds_of_a_variant_run_on_one_set_of_shards(tmp_path):
+    """Seeds of a variant are separate runs on the main run's shards (two variants with their own
+    trainings run in the demo, test_ablations_share_the_data_stages_and_summarize)."""
+    ablations = {"seeds": [0, 1], "variants": {"base": {}}}
     write_config(tmp_path, small=True, ablations=ablations, train={"epochs": 1})
     r = snakemake(tmp_path, "results/demo/ablations/summary.tsv", "results/demo/pretrain/summary.json", "--cores", "2", "--resources", "gpu=1")
     assert r.returncode == 0, r.stderr[-4000:]
     logs = tmp_path / "logs" / "demo"
     for step in ("pretrain", "export", "evaluate"):
-        assert len(list(logs.glob(f"ablations/*/seed*/{step}.log"))) == 4, step
+        assert len(list(logs.glob(f"ablations/*/seed*/{step}.log"))) == 2, step
     batches = len(list((tmp_path / "results/demo/windows/stats").glob("batch-*.json")))
     assert len(list(logs.glob("windows/batch-*.log"))) == len(list(logs.glob("resample/batch-*.log"))) == batches > 0
     assert len(list(logs.glob("pretrain.log"))) == 1
     rows = list(csv.DictReader((tmp_path / "results/demo/ablations/summary.tsv").open(), delimiter="\t"))
-    assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", "0"), ("base", "1"), ("mask_0.2", "0"), ("mask_0.2", "1")]
-    assert len({r["best_val_loss"] for r in rows}) == 4  # four different runs
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", "0"), ("base", "1")]
+    assert rows[0]["best_val_loss"] != rows[1]["best_val_loss"]  # two different runs
     # base with seed 0 is the main config: the same run as the main one, to the bit
     main = json.loads((tmp_path / "results/demo/pretrain/summary.json").read_text())
     assert float(rows[0]["best_val_loss"]) == pytest.approx(main["best_val"], rel=1e-5)
-    for run in ("base/seed1", "mask_0.2/seed0"):
-        assert (tmp_path / f"results/demo/ablations/{run}/export/encoder/model.safetensors").stat().st_size > 0
+    assert (tmp_path / "results/demo/ablations/base/seed1/export/encoder/model.safetensors").stat().st_size > 0
     assert (tmp_path / "results/demo/ablations/summary.png").exists()
 
 
