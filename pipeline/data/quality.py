@@ -38,15 +38,24 @@ def heart_rate_bpm(ecg: np.ndarray, fs: float) -> np.ndarray:
     and long intervals from moving the rate, and a rate that changes within the window gives the
     middle of its beats, not the shortest period (the autocorrelation this replaced read 71.8 bpm
     where the beats gave 67.2). NaN with fewer than `MIN_BEATS` R-peaks; NaN samples count as zero."""
-    x = np.nan_to_num(np.asarray(ecg, dtype=np.float64))
-    win, _, t = rpeaks(x, fs)
+    return heart_rate_from_beats(ecg_beats(ecg, fs), len(ecg), fs)
+
+
+def ecg_beats(ecg: np.ndarray, fs: float):
+    """`rpeaks` of ECG windows [n, L] (NaN samples as zero), found once per batch for the heart rate and `ecg_template`."""
+    return rpeaks(np.nan_to_num(np.asarray(ecg, dtype=np.float64)), fs)
+
+
+def heart_rate_from_beats(beats, n: int, fs: float) -> np.ndarray:
+    """60 / the median R-R interval per window of `ecg_beats` output; NaN with fewer than `MIN_BEATS`."""
+    win, _, t = beats
     same = win[1:] == win[:-1]
-    rr = group_median(win[1:][same], np.diff(t)[same], len(x), MIN_BEATS - 1)
-    return 60.0 * fs / rr
+    return 60.0 * fs / group_median(win[1:][same], np.diff(t)[same], n, MIN_BEATS - 1)
 
 
-def rule_masks(win: np.ndarray, saturated: np.ndarray, fs: float, q: dict, hr: np.ndarray | None = None) -> dict:
-    """Rejection masks per rule for windows `win` [n, 2, L] (channel 0 PPG, 1 ECG)."""
+def rule_masks(win: np.ndarray, saturated: np.ndarray, fs: float, q: dict, hr: np.ndarray | None = None, beats=None) -> dict:
+    """Rejection masks per rule for windows `win` [n, 2, L] (channel 0 PPG, 1 ECG); `hr` and `beats` (`ecg_beats`)
+    when the caller has them already."""
     nan = np.isnan(win)
     n_all_nan = nan.all(axis=-1)  # [n, 2]
     masks = {"nan": nan.any(axis=(-2, -1))}  # any sample without data: training never sees NaN
@@ -64,14 +73,15 @@ def rule_masks(win: np.ndarray, saturated: np.ndarray, fs: float, q: dict, hr: n
     masks["amplitude"] = (((ptp < lo) | (ptp > hi)) & ~n_all_nan).any(axis=-1)
 
     if hr is None:
-        hr = heart_rate_bpm(win[:, 1], fs)
+        beats = ecg_beats(win[:, 1], fs) if beats is None else beats
+        hr = heart_rate_from_beats(beats, len(win), fs)
     masks["heart_rate"] = ~((hr >= q["hr_min_bpm"]) & (hr <= q["hr_max_bpm"]))  # NaN fails
 
     ppg, ecg = np.nan_to_num(win[:, 0].astype(np.float64)), np.nan_to_num(win[:, 1].astype(np.float64))
     masks["ppg_skewness"] = ~(ppg_skewness(ppg, fs) >= q["ppg_skewness_min"])
     p_win, p_foot, _ = ppg_beats(ppg, fs)
     masks["ppg_template"] = ~(ppg_template_sqi(ppg, fs, p_win, p_foot) >= q["ppg_template_min"])
-    r_win, _, r_time = rpeaks(ecg, fs)
+    r_win, _, r_time = ecg_beats(ecg, fs) if beats is None else beats
     masks["ecg_template"] = ~(template_sqi(ecg, r_win, r_time, int(ECG_SEGMENT_S[0] * fs), int(ECG_SEGMENT_S[1] * fs)) >= q["ecg_template_min"])
     masks["rate_agreement"] = ~(np.abs(pulse_rate_bpm(p_win, p_foot, len(win), fs) - hr) <= q["rate_agreement_bpm"])
     return masks

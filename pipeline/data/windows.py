@@ -20,7 +20,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline import __version__
 from pipeline.channels import CHANNELS
 from pipeline.config import SPLITS
-from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
+from pipeline.data.quality import RULES, ecg_beats, first_failing, heart_rate_from_beats, rule_masks
 from pipeline.data.resample import read_resampled
 from pipeline.errors import classify
 from pipeline.io import atomic_path, digest, progress, read_json, write_json
@@ -44,8 +44,9 @@ def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cf
     stats = {"cut": n, "kept": 0, "rejected": {r: 0 for r in RULES}, "failed": {r: 0 for r in RULES}}
     if n == 0:
         return np.empty((0, 2, L), np.float32), np.empty(0), np.empty(0, np.float32), stats
-    hr = heart_rate_bpm(win[:, 1], fs)
-    masks = rule_masks(win, sat, fs, quality_cfg, hr=hr)
+    beats = ecg_beats(win[:, 1], fs)  # R-peaks once: the stored heart rate and the rules' share them
+    hr = heart_rate_from_beats(beats, n, fs)
+    masks = rule_masks(win, sat, fs, quality_cfg, hr=hr, beats=beats)
     keep, attributed = first_failing(masks)
     stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
     starts = np.flatnonzero(keep) * stride / fs
