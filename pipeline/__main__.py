@@ -76,7 +76,7 @@ def cmd_windows(a):
     from pipeline.io import read_json
 
     shards = {"train": a.train, "val": a.val, "test": a.test}
-    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a), shards, a.stats, a.batch)
+    windows_batch(_batch_rows(a.cases, a.batch), read_json(a.resample_status), _params(a), shards, a.stats, a.batch, a.examples)
 
 
 def cmd_manifest(a):
@@ -139,9 +139,10 @@ def cmd_fetch_pretrained(a):
 
 
 def cmd_qc(a):
-    from pipeline.data.qc_report import qc_report
+    from pipeline.data.qc_report import qc_gallery, qc_report
 
     qc_report(a.manifest, a.png, a.html)
+    qc_gallery(a.manifest, a.examples, a.gallery)
 
 
 def cmd_ablation_summary(a):
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     step("resample", cmd_resample, "resample one batch of cases to the target rate",
          "source, its tracks and the signals section as JSON", ["download-status", "outdir", "status"])
     step("windows", cmd_windows, "cut, check and shard one batch of cases", "tracks, signals, window and quality as JSON",
-         ["cases", "batch", "resample-status", "train", "val", "test", "stats"])
+         ["cases", "batch", "resample-status", "train", "val", "test", "stats", "examples"])
     step("manifest", cmd_manifest, "merge per-batch window statistics", "signals, window and quality as JSON", ["out"],
          extra=lambda s: s.add_argument("stats", nargs="+"))
     step("pretrain", cmd_pretrain, "self-supervised pretraining (runs under torchrun for DDP)",
@@ -208,9 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
          "source, its tracks, labels, window and signals as JSON", ["download-status", "out"], ["shards"])
     step("fetch-pretrained", cmd_fetch_pretrained, "fetch model.pretrained @ model.revision into a local directory (network or HF cache)",
          "the model section as JSON", ["out"])
-    s = sub.add_parser("qc", help="data QC plot and table from the manifest")
-    for arg in ("manifest", "png", "html"):
+    s = sub.add_parser("qc", help="data QC plot, table and gallery of kept and rejected windows from the manifest")
+    for arg in ("manifest", "png", "html", "gallery"):
         s.add_argument(f"--{arg}", required=True)
+    s.add_argument("--examples", nargs="+", required=True, help="the windows stage's examples/batch-N.h5 files")
     s.set_defaults(func=cmd_qc)
 
     s = sub.add_parser("config-docs", help="config/README.md from the schema: python -m pipeline config-docs > config/README.md")

@@ -170,3 +170,42 @@ def test_the_qc_table_is_ordered_by_number_with_totals_a_filter_and_a_column_per
     assert header[:4] == ["case", "split", "cut", "kept"] and set(RULES) <= set(header)
     assert "function qcSort" in page and "oninput='qcFilter(this)'" in page
     assert (tmp_path / "qc.png").stat().st_size > 10_000
+
+
+def test_the_qc_gallery_shows_windows_each_rule_rejected_first_and_kept_ones(tmp_path, config):
+    """The windows stage keeps a few examples per group (kept, each rule's first rejections), at most
+    one per case and group, the same on a rerun; qc_gallery draws them per group, PPG above ECG."""
+    from pipeline.data.qc_report import qc_gallery
+    from pipeline.data.windows import EXAMPLES_PER_GROUP, read_examples
+
+    rows, status, faults = [], {}, {1: "nan", 2: "flat", 3: "amplitude", 4: None, 5: "flat", 6: "flat", 7: "flat", 8: "flat"}
+    for caseid, kind in faults.items():
+        signals, sat = case_signals(hr=60.0 + 3 * caseid, seed=caseid)
+        if kind:
+            signals, sat = fault(signals, sat, kind)
+        write_resampled(tmp_path / f"{caseid}.h5", signals, sat, {"caseid": caseid})
+        status[str(caseid)] = {"status": "ok", "path": str(tmp_path / f"{caseid}.h5")}
+        rows.append({"caseid": caseid, "subjectid": caseid, "split": "train"})
+    params = {"tracks": ["SNUADC/PLETH", "SNUADC/ECG_II"], **{k: config[k] for k in ("signals", "window", "quality")}}
+    shards = {s: tmp_path / s / "shard-0000.h5" for s in ("train", "val", "test")}
+    stats = windows_batch(rows, status, params, shards, tmp_path / "stats.json", 7, tmp_path / "ex.h5")
+    examples, fs = read_examples([tmp_path / "ex.h5"])
+    assert fs == 125
+    groups = [e["group"] for e in examples]
+    assert groups.count("kept") == EXAMPLES_PER_GROUP and groups.count("flat") == EXAMPLES_PER_GROUP  # 5 cases: capped
+    assert groups.count("nan") == groups.count("amplitude") == 1  # one case each: one example (its middle window)
+    assert set(groups) == {"kept", "nan", "flat", "amplitude"}  # only rules that rejected a window first
+    assert len({(e["group"], e["caseid"]) for e in examples}) == len(examples)  # at most one per case and group
+    for e in examples:  # the stored window is the case's window at start_s, and fails its group's rule
+        with h5py.File(tmp_path / f"{e['caseid']}.h5") as f:
+            i = round(e["start_s"] * FS)
+            np.testing.assert_array_equal(e["signals"], f["signals"][:, i : i + 1024].astype(np.float32))
+        assert (e["group"] == "kept") == (e["failed"] == "") and (e["group"] == "kept" or e["group"] in e["failed"].split(","))
+        assert stats[str(e["caseid"])]["rejected"].get(e["group"], 1) > 0
+    windows_batch(rows, status, params, shards, tmp_path / "stats.json", 7, tmp_path / "again.h5")
+    assert [(e["group"], e["caseid"]) for e in read_examples([tmp_path / "again.h5"])[0]] == [(e["group"], e["caseid"]) for e in examples]
+
+    build_manifest([tmp_path / "stats.json"], tmp_path / "manifest.json", params)
+    shown = qc_gallery(tmp_path / "manifest.json", [tmp_path / "ex.h5"], tmp_path / "gallery.png", per_group=3)
+    assert shown == {"kept": 3, "nan": 1, "flat": 3, "amplitude": 1}
+    assert (tmp_path / "gallery.png").stat().st_size > 20_000

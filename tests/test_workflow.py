@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import wfdb
 import yaml
 
 from tests.conftest import REPO
@@ -265,7 +266,7 @@ def test_report_has_every_section(demo_run):
     r = snakemake(demo_run, "--report", "results/report.html")
     assert r.returncode == 0, r.stderr[-2000:]
     html = (demo_run / "results/report.html").read_text()
-    for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "loss.png", "reconstruction.png",
+    for needle in ("Data QC", "Pretraining", "Evaluation", "qc.png", "qc.html", "qc_gallery.png", "loss.png", "reconstruction.png",
                    "probes.png", "probes.html", "roc.png", "label_efficiency.png", "summary.png", "Ablations", "first quality rule", "paired difference in the", "had to fill in",
                    "Did pretraining help?", "SSL [95% CI]"):  # the landing page: the evaluation's headline
         assert needle in html, needle
@@ -314,6 +315,47 @@ def test_wfdb_source_through_the_workflow(tmp_path):
     with h5py.File(shard) as f:
         assert list(f.attrs["tracks"]) == ["PLETH", "II"]
     assert (tmp_path / "resources/wfdb/cases").is_dir() and not list((tmp_path / "resources/wfdb/cases").glob("*.vital"))
+
+
+def test_wfdb_numerics_give_labels_and_a_scored_hypotension_task_through_the_workflow(tmp_path):
+    """MIMIC layout with a numerics record `<record>n` beside each waveform record: the workflow labels
+    the windows from ABPMean/ABPSys/ABPDias (config/mimic3.yaml's label tracks) and the evaluation
+    scores hypotension 5 min ahead and MAP on the test split (not skipped: 14 subjects, 6 train and 5
+    test, each with an event at 800-950 s, so both classes in every subject)."""
+    from pipeline.data.labels import read_labels
+    from tests.test_wfdb import synth, write_numerics
+
+    root = tmp_path / "mimic"
+    rng = np.random.default_rng(3)
+    seconds, (hypo_at, hypo_s) = 1500, (800, 150)
+    records = []
+    for subject in range(100, 114):
+        rel = f"p00/p{subject:06d}/p{subject:06d}-2150-01-01-10-00"
+        folder = root / Path(rel).parent
+        folder.mkdir(parents=True)
+        wfdb.wrsamp(Path(rel).name, fs=125, units=["NU", "mV"], sig_name=["PLETH", "II"], fmt=["16", "16"],
+                    p_signal=synth(["PLETH", "II"], seconds, 125, rng), write_dir=str(folder))
+        m = np.full(seconds, 80.0) + rng.normal(0, 1, seconds)
+        m[hypo_at : hypo_at + hypo_s] = 55.0
+        write_numerics(root, rel, {"ABPMean": m, "ABPSys": m + 35, "ABPDias": m - 15})
+        (folder / "RECORDS").write_text(f"{Path(rel).name}\n{Path(rel).name}n\n")
+        records.append(f"{Path(rel).parent}/")
+    (root / "RECORDS").write_text("\n".join(records) + "\n")
+    labels = yaml.safe_load((REPO / "config" / "mimic3.yaml").read_text())["labels"]
+    write_config(tmp_path, small=True, labels=labels, train={"epochs": 1},
+                 evaluate={"finetune_epochs": 0, "label_efficiency": False, "baselines": False})
+    r = snakemake(tmp_path, "--cores", "2", "results/wfdb/eval/metrics.json", "--config", "source=wfdb", f"wfdb={{root: {root}}}")
+    assert r.returncode == 0, r.stderr[-4000:]
+    lab = read_labels(sorted((tmp_path / "results/wfdb/labels").glob("batch-*.tsv")))
+    maps = np.array([v["map_mmHg"] for v in lab.values()])
+    assert len(lab) > 14 * 100 and np.isfinite(maps).all() and abs(np.median(maps) - 80) < 1.0
+    ahead = np.array([v["hypotension_5min"] for v in lab.values()])
+    assert (ahead == 1).sum() > 100 and (ahead == 0).sum() > 100
+    m = json.loads((tmp_path / "results/wfdb/eval/metrics.json").read_text())
+    for task in ("hypotension_5min", "map_mmHg"):
+        block = m["tasks"][task]
+        assert "skipped" not in block and block["split"] == "test" and block["n_test_subjects"] == 5, (task, block.get("skipped"))
+    assert "ssl" in m["tasks"]["hypotension_5min"]["results"] and "current_map" in m["tasks"]["hypotension_5min"]["results"]
 
 
 def test_pretrained_weights_are_fetched_by_a_local_rule_and_fail_once_offline(tmp_path):

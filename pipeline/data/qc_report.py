@@ -1,5 +1,9 @@
 """Data QC for people: a plot and a table of what the windows stage kept, rejected and skipped.
 
+qc_gallery.png: a few windows of each group, PPG above ECG (`qc_gallery`), so a user sees what each
+rule throws away: kept windows, then the windows each rule rejected first (the windows stage's
+examples, pipeline/data/windows.py).
+
 qc.png: cases used and skipped (by the stage that skipped them), windows kept and rejected per
 first failing rule. qc.html: totals (cases, skips, exclusions, given-up cases, unexpected errors;
 windows per rule), then one row per case with a column per rule, sortable by any column (numbers as
@@ -10,8 +14,13 @@ numbers) and filtered by a text box (or opened so: `qc.html#sort=kept&filter=tra
 from __future__ import annotations
 
 import html
+import textwrap
 
+import numpy as np
+
+from pipeline.channels import CHANNELS
 from pipeline.data.quality import RULES
+from pipeline.data.windows import EXAMPLE_GROUPS, EXAMPLES_PER_GROUP, read_examples
 from pipeline.io import read_json, write_text
 from pipeline.plots import pyplot, save_figure
 
@@ -101,3 +110,54 @@ def qc_html(m: dict) -> str:
             "<input id='filter' oninput='qcFilter(this)' placeholder='case id, split, reason...'></p>"
             "<table id='cases'><thead><tr>" + "".join(f"<th onclick='qcSort(this)'>{h}</th>" for h in head)
             + "</tr></thead><tbody>" + "".join(rows) + "</tbody></table></body></html>\n")
+
+
+def qc_gallery(manifest_path, example_paths: list, png_path, per_group: int = EXAMPLES_PER_GROUP) -> dict:
+    """qc_gallery.png: per group (kept, then each rule that rejected a window first) up to `per_group`
+    windows from as many batches as possible (drawn with a fixed seed), PPG above ECG, each cell titled
+    with its case, start time and every rule the window fails. Returns {group: examples drawn}."""
+    totals = read_json(manifest_path)["totals"]
+    examples, fs = read_examples(example_paths)
+    rng = np.random.default_rng(0)
+    shown = {}
+    for g in EXAMPLE_GROUPS:
+        pool = [e for e in examples if e["group"] == g]
+        if pool:
+            shown[g] = [pool[i] for i in sorted(rng.choice(len(pool), min(per_group, len(pool)), replace=False))]
+    plt = pyplot()
+    rows = max(len(shown), 1)
+    fig = plt.figure(figsize=(3.4 * per_group, 2.6 * rows))
+    outer = fig.add_gridspec(rows, per_group, hspace=0.55, wspace=0.12)
+    for r, (g, items) in enumerate(shown.items()):
+        count = totals["kept"] if g == "kept" else totals["rejected"][g]
+        label = f"kept\n({count} windows)" if g == "kept" else f"rejected first\nby {g}\n({count} windows)"
+        last_row = r == rows - 1
+        for c, e in enumerate(items):
+            t = np.arange(e["signals"].shape[-1]) / fs
+            cell = outer[r, c].subgridspec(2, 1, hspace=0.08)
+            for k, name in enumerate(CHANNELS):
+                ax = fig.add_subplot(cell[k])
+                x = e["signals"][k]
+                if np.isnan(x).all():
+                    ax.text(0.5, 0.5, f"{name}: no data", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                else:  # each trace fills its panel; its peak-to-peak says what the scale hides (amplitude rule)
+                    ax.plot(t, x, lw=0.5, color="C0" if k == 0 else "C3")
+                    ax.text(0.99, 0.97, f"ptp {np.nanmax(x) - np.nanmin(x):.3g}", ha="right", va="top",
+                            transform=ax.transAxes, fontsize=6, color="0.3",
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+                ax.set_xlim(0, t[-1])
+                ax.set_yticks([])
+                ax.tick_params(labelsize=7, labelbottom=(k == 1 and last_row))
+                if k == 0:
+                    others = [f for f in e["failed"].split(",") if f and f != g]
+                    ax.set_title(f"case {e['caseid']}, from {e['start_s']:.0f} s"
+                                 + ("\n" + textwrap.fill(f"also fails {', '.join(others)}", 48) if others else ""), fontsize=7)
+                if c == 0:
+                    ax.set_ylabel(f"{label}\n{name}" if k == 0 else name, fontsize=7, rotation=0, ha="right", va="center")
+                if k == 1 and last_row:
+                    ax.set_xlabel("time in the window (s)", fontsize=7)
+    silent = [rule for rule in RULES if rule not in shown]
+    fig.suptitle("Windows kept, and rejected by each quality rule (PPG above ECG, each trace scaled to its own range)"
+                 + (f"\nno window rejected first by: {', '.join(silent)}" if silent else ""), fontsize=10)
+    save_figure(fig, png_path, dpi=90)
+    return {g: len(items) for g, items in shown.items()}

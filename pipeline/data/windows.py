@@ -4,6 +4,11 @@ HDF5 shards per split, plus per-case statistics for the manifest.
 Shard contract (docs/design.md, "Shards"): `signals` float32 [N, 2, L] (channel 0 PPG, 1 ECG), `caseid`,
 `subjectid`, `start_s` (seconds from the case's start), `hr_bpm` (ECG heart rate of the window);
 attrs fs, window, channels, tracks, pipeline version, config digest; chunked (chunk, 2, L).
+
+Examples for the QC gallery (`examples/batch-N.h5`, pipeline/data/qc_report.py): per batch at most
+`EXAMPLES_PER_GROUP` windows of each group ("kept", and each rule for the windows it rejected first),
+at most one per case and group (the middle one), drawn by a reservoir seeded with the batch number:
+`signals` [k, 2, L] as cut (NaNs kept), `group`, `failed` (every rule the window fails), `caseid`, `start_s`.
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ def cut(x: np.ndarray, length: int, stride: int) -> np.ndarray:
     return sliding_window_view(x, length, axis=-1)[:, ::stride].transpose(1, 0, 2)
 
 
-def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cfg: dict, quality_cfg: dict):
-    """Windows of one case that pass every rule, with their start times, heart rates and stats."""
+EXAMPLES_PER_GROUP = 4
+EXAMPLE_GROUPS = ("kept", *RULES)
+
+
+def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cfg: dict, quality_cfg: dict,
+                examples: list | None = None):
+    """Windows of one case that pass every rule, with their start times, heart rates and stats. With
+    `examples`, (group, window, failed rules, start_s) of the middle window of each group is appended to it."""
     L, stride = window_cfg["length"], window_cfg["stride"]
     win = cut(signals, L, stride)
     sat = cut(saturated, L, stride)
@@ -48,9 +59,64 @@ def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cf
     hr = heart_rate_from_beats(beats, n, fs)
     masks = rule_masks(win, sat, fs, quality_cfg, hr=hr, beats=beats)
     keep, attributed = first_failing(masks)
+    if examples is not None:
+        _case_examples(win, masks, keep, stride / fs, examples)
     stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
     starts = np.flatnonzero(keep) * stride / fs
     return np.ascontiguousarray(win[keep], dtype=np.float32), starts, hr[keep].astype(np.float32), stats
+
+
+def _case_examples(win: np.ndarray, masks: dict, keep: np.ndarray, step_s: float, out: list) -> None:
+    taken = np.zeros(len(keep), dtype=bool)
+    groups = {"kept": keep}
+    for rule in RULES:  # the windows each rule rejects first, as first_failing counts them
+        groups[rule] = masks[rule] & ~taken
+        taken |= masks[rule]
+    for group, mask in groups.items():
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            i = idx[len(idx) // 2]
+            failed = ",".join(r for r in RULES if masks[r][i])
+            out.append((group, np.asarray(win[i], dtype=np.float32), failed, float(i * step_s)))
+
+
+def _sample_examples(candidates: list, batch: int) -> list:
+    """At most EXAMPLES_PER_GROUP of each group's candidates [(caseid, (group, window, failed, start_s))],
+    a reservoir sample seeded by the batch (the same on every rerun)."""
+    rng = np.random.default_rng(batch)
+    chosen, seen = {g: [] for g in EXAMPLE_GROUPS}, Counter()
+    for item in candidates:
+        group = item[1][0]
+        seen[group] += 1
+        if len(chosen[group]) < EXAMPLES_PER_GROUP:
+            chosen[group].append(item)
+        elif (j := rng.integers(seen[group])) < EXAMPLES_PER_GROUP:
+            chosen[group][j] = item
+    return [item for g in EXAMPLE_GROUPS for item in chosen[g]]
+
+
+def write_examples(path: str | Path, candidates: list, batch: int, L: int, fs: float) -> None:
+    picked = _sample_examples(candidates, batch)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["fs"] = fs
+        f["signals"] = np.stack([w for _, (_, w, _, _) in picked]) if picked else np.empty((0, 2, L), np.float32)
+        f["group"] = np.array([g for _, (g, _, _, _) in picked], dtype=h5py.string_dtype())
+        f["failed"] = np.array([x for _, (_, _, x, _) in picked], dtype=h5py.string_dtype())
+        f["caseid"] = np.array([int(c) for c, _ in picked], dtype=np.int64)
+        f["start_s"] = np.array([t for _, (_, _, _, t) in picked], dtype=np.float64)
+
+
+def read_examples(paths: list) -> tuple[list[dict], float | None]:
+    """Every example of the batch files [{group, signals [2, L], failed, caseid, start_s}], and their fs."""
+    out, fs = [], None
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            fs = float(f.attrs["fs"])
+            sig, group, failed = f["signals"][:], f["group"].asstr()[:], f["failed"].asstr()[:]
+            for i in range(len(sig)):
+                out.append({"group": group[i], "signals": sig[i], "failed": failed[i],
+                            "caseid": int(f["caseid"][i]), "start_s": float(f["start_s"][i])})
+    return out, fs
 
 
 def _create_shard(f: h5py.File, L: int, chunk: int, attrs: dict) -> None:
@@ -78,12 +144,14 @@ def shard_attrs(params: dict, split: str, batch: int) -> dict:
     }
 
 
-def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_paths: dict, stats_path: str | Path, batch: int) -> dict:
-    """Window every resampled case of `rows`; append kept windows to the shard of the case's split."""
+def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_paths: dict, stats_path: str | Path, batch: int,
+                  examples_path: str | Path | None = None) -> dict:
+    """Window every resampled case of `rows`; append kept windows to the shard of the case's split; with
+    `examples_path`, write the QC gallery's examples of the batch there."""
     L = params["window"]["length"]
     fs = params["signals"]["target_fs"]
     chunk = params["window"]["chunk"]
-    stats = {}
+    stats, candidates = {}, []
     with ExitStack() as stack:
         files = {}
         for split in SPLITS:
@@ -105,8 +173,9 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
                 log.warning("case %s skipped at windows: unreadable resampled file %s (%s)", caseid, st["path"], e)
                 stats[caseid] = {**entry, "cut": 0, "kept": 0, "skip_reason": f"windows: unreadable resampled file ({e})"}
                 continue
+            case_examples = []
             try:
-                win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"])
+                win, starts, hr, s = window_case(signals, saturated, fs, params["window"], params["quality"], case_examples)
             except Exception as e:  # noqa: BLE001 -- errors.classify: one case's fault never stops the batch
                 fault = classify(e)
                 if fault.transient:
@@ -116,6 +185,7 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
                                  **({"unexpected": fault.unexpected} if fault.unexpected else {})}
                 continue
             entry.update(s)
+            candidates += [(caseid, e) for e in case_examples]
             if s["cut"] == 0:
                 entry["skip_reason"] = f"shorter than one window ({signals.shape[1]} < {L} samples)"
             elif s["kept"] == 0:
@@ -127,6 +197,8 @@ def windows_batch(rows: list[dict], resample_status: dict, params: dict, shard_p
                     "start_s": starts, "hr_bpm": hr,
                 })
             stats[caseid] = entry
+    if examples_path is not None:
+        write_examples(examples_path, candidates, batch, L, fs)
     write_json(stats_path, stats)
     return stats
 

@@ -156,6 +156,14 @@ def window_stats(wildcards):
     )
 
 
+def window_examples(wildcards):
+    return expand(
+        "results/{source}/windows/examples/batch-{batch}.h5",
+        source=SOURCE,
+        batch=batch_ids(),
+    )
+
+
 def all_targets(wildcards):
     ablations = ["ablations/summary.tsv"] if ABLATION_VARIANTS else []
     return [

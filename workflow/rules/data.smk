@@ -61,6 +61,7 @@ rule windows:
         val="results/{source}/windows/val/shard-{batch}.h5",
         test="results/{source}/windows/test/shard-{batch}.h5",
         stats="results/{source}/windows/stats/batch-{batch}.json",
+        examples="results/{source}/windows/examples/batch-{batch}.h5",
     log:
         "logs/{source}/windows/batch-{batch}.log",
     benchmark:
@@ -70,7 +71,7 @@ rule windows:
     shell:
         "python -m pipeline windows --params {params.cfg:q} --cases {input.cases:q} --batch {wildcards.batch}"
         " --resample-status {input.resampled:q} --train {output.train:q} --val {output.val:q}"
-        " --test {output.test:q} --stats {output.stats:q} 2> {log:q}"
+        " --test {output.test:q} --stats {output.stats:q} --examples {output.examples:q} 2> {log:q}"
 
 
 rule manifest:
@@ -91,7 +92,8 @@ rule manifest:
 
 rule qc:
     input:
-        "results/{source}/windows/manifest.json",
+        manifest="results/{source}/windows/manifest.json",
+        examples=window_examples,
     output:
         png=report(
             "results/{source}/windows/qc.png",
@@ -103,10 +105,16 @@ rule qc:
             caption="../report/qc_table.rst",
             category="Data QC",
         ),
+        gallery=report(
+            "results/{source}/windows/qc_gallery.png",
+            caption="../report/qc_gallery.rst",
+            category="Data QC",
+        ),
     log:
         "logs/{source}/windows/qc.log",
     # deterministic: a retry cannot succeed where this failed (docs/design.md, "Faults")
     retries: 0
     localrule: True
     shell:
-        "python -m pipeline qc --manifest {input:q} --png {output.png:q} --html {output.table:q} 2> {log:q}"
+        "python -m pipeline qc --manifest {input.manifest:q} --examples {input.examples:q} --png {output.png:q}"
+        " --html {output.table:q} --gallery {output.gallery:q} 2> {log:q}"
