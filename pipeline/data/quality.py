@@ -34,7 +34,7 @@ ECG_SEGMENT_S = (-0.2, 0.4)  # around the R-peak
 def heart_rate_bpm(ecg: np.ndarray, fs: float) -> np.ndarray:
     """Heart rate of each ECG window [n, L] from its beats: 60 / the median interval between
     consecutive R-peaks inside the window (pipeline/data/beats.py `rpeaks`: 5-20 Hz band-pass,
-    rectified, refractory 250 ms; sub-sample peak times). The median keeps an ectopic beat's short
+    rectified, refractory 250 ms, then the QRS apex within 100 ms; sub-sample peak times). The median keeps an ectopic beat's short
     and long intervals from moving the rate, and a rate that changes within the window gives the
     middle of its beats, not the shortest period (the autocorrelation this replaced read 71.8 bpm
     where the beats gave 67.2). NaN with fewer than `MIN_BEATS` R-peaks; NaN samples count as zero."""
