@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pipeline.data.quality import RULES, first_failing, heart_rate_bpm, rule_masks
+from pipeline.data.quality import RULES, first_rule_masks, heart_rate_bpm, rule_masks
 from pipeline.data.resample import resample_track, write_resampled
 from pipeline.data.sources.demo import add_artefacts, synth_signals
 from pipeline.data.windows import build_manifest, cut, window_case, windows_batch
@@ -80,9 +80,10 @@ def test_each_rule_catches_its_fault(config, rule):
     masks = masks_of(*fault(signals, sat, rule), config["quality"])
     assert masks[rule][3], rule  # window 3 = [24.6 s, 32.8 s) lies inside the fault
     assert not masks[rule][0] and not masks[rule][-1], rule  # clean windows still pass
-    keep, counts = first_failing(masks)
+    keep, first = first_rule_masks(masks)
     assert not keep[3] and keep[0]
-    assert sum(counts.values()) == int((~keep).sum())
+    assert sum(int(m.sum()) for m in first.values()) == int((~keep).sum())  # each rejected window counted once
+    assert np.all(np.sum(list(first.values()), axis=0) == ~keep)
 
 
 def test_thresholds_are_configurable(config):

@@ -1,5 +1,5 @@
 """Window quality rules. Each rule returns a boolean mask over windows (True = rejected) and is
-evaluated independently; `first_failing` attributes every rejected window to the first rule it
+evaluated independently; `first_rule_masks` attributes every rejected window to the first rule it
 fails, in `RULES` order, so that per-rule rejection counts add up to the windows rejected.
 
 Signal quality indexes (SQIs), for what the first rules cannot see (a PPG that is all motion
@@ -144,13 +144,11 @@ def ppg_template_sqi(ppg: np.ndarray, fs: float, beat_win: np.ndarray, foot: np.
     return template_sqi(ppg, beat_win, foot, int(PPG_SEGMENT[0] * fs), int(PPG_SEGMENT[1] * span))
 
 
-def first_failing(masks: dict) -> tuple[np.ndarray, dict]:
-    """(keep mask, {rule: windows attributed to it}) with each rejected window counted once."""
-    n = len(next(iter(masks.values())))
-    taken = np.zeros(n, dtype=bool)
-    counts = {}
+def first_rule_masks(masks: dict) -> tuple[np.ndarray, dict]:
+    """(keep mask, {rule: the windows it rejects first}) in `RULES` order."""
+    taken = np.zeros(len(next(iter(masks.values()))), dtype=bool)
+    first = {}
     for rule in RULES:
-        m = masks[rule] & ~taken
-        counts[rule] = int(m.sum())
+        first[rule] = masks[rule] & ~taken
         taken |= masks[rule]
-    return ~taken, counts
+    return ~taken, first

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from pipeline import __version__
 from pipeline.channels import CHANNELS
 from pipeline.config import SPLITS
-from pipeline.data.quality import RULES, ecg_beats, first_failing, heart_rate_from_beats, rule_masks
+from pipeline.data.quality import RULES, ecg_beats, first_rule_masks, heart_rate_from_beats, rule_masks
 from pipeline.data.resample import read_resampled
 from pipeline.errors import classify
 from pipeline.io import atomic_path, digest, progress, read_json, write_json
@@ -58,20 +58,17 @@ def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cf
     beats = ecg_beats(win[:, 1], fs)  # R-peaks once: the stored heart rate and the rules' share them
     hr = heart_rate_from_beats(beats, n, fs)
     masks = rule_masks(win, sat, fs, quality_cfg, hr=hr, beats=beats)
-    keep, attributed = first_failing(masks)
+    keep, first = first_rule_masks(masks)
+    attributed = {rule: int(m.sum()) for rule, m in first.items()}
     if examples is not None:
-        _case_examples(win, masks, keep, stride / fs, examples)
+        _case_examples(win, masks, {"kept": keep, **first}, stride / fs, examples)
     stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
     starts = np.flatnonzero(keep) * stride / fs
     return np.ascontiguousarray(win[keep], dtype=np.float32), starts, hr[keep].astype(np.float32), stats
 
 
-def _case_examples(win: np.ndarray, masks: dict, keep: np.ndarray, step_s: float, out: list) -> None:
-    taken = np.zeros(len(keep), dtype=bool)
-    groups = {"kept": keep}
-    for rule in RULES:  # the windows each rule rejects first, as first_failing counts them
-        groups[rule] = masks[rule] & ~taken
-        taken |= masks[rule]
+def _case_examples(win: np.ndarray, masks: dict, groups: dict, step_s: float, out: list) -> None:
+    """The middle window of each group ({group: mask}) of one case, appended to `out`."""
     for group, mask in groups.items():
         idx = np.flatnonzero(mask)
         if len(idx):
