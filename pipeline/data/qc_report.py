@@ -126,8 +126,10 @@ def qc_gallery(manifest_path, example_paths: list, png_path, per_group: int = EX
             shown[g] = [pool[i] for i in sorted(rng.choice(len(pool), min(per_group, len(pool)), replace=False))]
     plt = pyplot()
     rows = max(len(shown), 1)
-    fig = plt.figure(figsize=(3.4 * per_group, 2.6 * rows))
-    outer = fig.add_gridspec(rows, per_group, hspace=0.55, wspace=0.12)
+    height = 2.6 * rows + 1.0
+    fig = plt.figure(figsize=(3.4 * per_group, height))
+    outer = fig.add_gridspec(rows, per_group, hspace=0.55, wspace=0.12,
+                             top=1 - 1.15 / height, bottom=0.55 / height)  # room for the title, whatever the rows
     for r, (g, items) in enumerate(shown.items()):
         count = totals["kept"] if g == "kept" else totals["rejected"][g]
         label = f"kept\n({count} windows)" if g == "kept" else f"rejected first\nby {g}\n({count} windows)"
@@ -158,6 +160,7 @@ def qc_gallery(manifest_path, example_paths: list, png_path, per_group: int = EX
                     ax.set_xlabel("time in the window (s)", fontsize=7)
     silent = [rule for rule in RULES if rule not in shown]
     fig.suptitle("Windows kept, and rejected by each quality rule (PPG above ECG, each trace scaled to its own range)"
-                 + (f"\nno window rejected first by: {', '.join(silent)}" if silent else ""), fontsize=10)
+                 + (f"\nno window rejected first by: {', '.join(silent)}" if silent else ""), fontsize=10,
+                 y=1 - 0.15 / height, va="top")
     save_figure(fig, png_path, dpi=90)
     return {g: len(items) for g, items in shown.items()}
