@@ -14,14 +14,15 @@ Speed, in this order:
 - `--bench-json`: the training step with the real loader (`step_with_loader`) of
   benchmarks/bench_train.py's JSON at the config's batch size (on a GPU: benchmarks/gpu_check.sh);
 - `--windows-per-s`: a speed measured elsewhere;
-- otherwise an ESTIMATE, labelled as such: the training step's floating-point operations per window,
-  counted here (`torch.utils.flop_counter` over forward + backward of the r1 geometry; matrix products
-  only), against the bf16 dense peak of an H100/H200 SXM (989 TFLOP/s, NVIDIA's datasheet) at
+- otherwise an ESTIMATE, labelled as such: each run's training step's floating-point operations per
+  window, counted here (`torch.utils.flop_counter` over forward + backward of its model and objective;
+  matrix products only; a channel-independent variant has fewer), against the bf16 dense peak of an H100/H200 SXM (989 TFLOP/s, NVIDIA's datasheet) at
   assumed model-FLOP utilisations of 1%, 3% and 10%: a model this small (d_model 192, 1.2 M
   parameters) keeps a GPU busy with memory traffic and kernel launches far more than with matrix
   products, so the low end is the likelier.
 A validation pass (forward only, at most `train.max_val_windows`) is counted at a third of a
-training step per window.
+training step per window. A measured speed (`--bench-json`, `--windows-per-s`) is the main run's and is
+applied to every run.
 
     python benchmarks/ablation_cost.py [--configs config/vitaldb.yaml config/vitaldb-ablations.yaml]
                                        [--manifest M] [--bench-json J | --windows-per-s N]
@@ -57,17 +58,15 @@ def layered_config(files: list[Path]) -> dict:
 
 
 def trainings(config: dict) -> list[dict]:
-    """The train section of every pretraining the config plans: the main run, then each ablation run
-    that trains (variant x seed)."""
+    """Every pretraining the config plans, with its model and train sections: the main run, then each
+    ablation run that trains (variant x seed)."""
     from pipeline.evaluation.ablations import run_config, trained_by, variants
 
-    runs = [{"run": "main", "epochs": config["train"]["epochs"], "max_val_windows": config["train"]["max_val_windows"]}]
+    runs = [{"run": "main", "config": config}]
     if variants(config):
         for variant, by in trained_by(config).items():
             if by == variant:
-                for seed in config["ablations"]["seeds"]:
-                    t = run_config(config, variant, seed)["train"]
-                    runs.append({"run": f"{variant}/seed{seed}", "epochs": t["epochs"], "max_val_windows": t["max_val_windows"]})
+                runs += [{"run": f"{variant}/seed{seed}", "config": run_config(config, variant, seed)} for seed in config["ablations"]["seeds"]]
     return runs
 
 
@@ -119,23 +118,36 @@ def main() -> None:
         ceiling = VITALDB_CASES * VITALDB_MEAN_HOURS * 3600 / (config["window"]["length"] / config["signals"]["target_fs"])
         train_windows, val_windows = ceiling * split["train"], ceiling * split["val"]
         basis = f"VitalDB ceiling: {VITALDB_CASES} cases x {VITALDB_MEAN_HOURS} h, non-overlapping windows, none rejected"
+    if a.windows_per_s is not None and not a.windows_per_s > 0:
+        raise SystemExit(f"--windows-per-s must be a positive speed, got {a.windows_per_s}")
     runs = trainings(config)
-    passes = sum(r["epochs"] * (train_windows + min(val_windows, r["max_val_windows"]) / 3) for r in runs)
-    flops, params = flops_per_window(config)
+    flops, params = {}, {}
+    for r in runs:  # each distinct model and objective counted once (a variant may change the mixer or the mask)
+        key = json.dumps({k: r["config"][k] for k in ("model", "train")}, sort_keys=True, default=str)
+        if key not in flops:
+            flops[key], params[key] = flops_per_window(r["config"])
+        t = r["config"]["train"]
+        r.update(epochs=t["epochs"], flops_per_window=flops[key], parameters=params[key],
+                 step_equivalents=t["epochs"] * (train_windows + min(val_windows, t["max_val_windows"]) / 3))
+    passes = sum(r["step_equivalents"] for r in runs)
+    flop_total = sum(r["step_equivalents"] * r["flops_per_window"] for r in runs)
     out = {"configs": [str(c.relative_to(REPO) if c.is_relative_to(REPO) else c) for c in a.configs],
            "pretrainings": len(runs), "epochs": [r["epochs"] for r in runs], "runs": [r["run"] for r in runs],
            "train_windows_per_epoch": round(train_windows), "windows_basis": basis,
-           "training_step_equivalents": round(passes), "model_parameters": params,
-           "flops_per_training_window": flops}
-    if a.bench_json or a.windows_per_s:
+           "training_step_equivalents": round(passes), "model_parameters": runs[0]["parameters"],
+           "flops_per_training_window": runs[0]["flops_per_window"],
+           "flops_per_training_window_by_run": {r["run"]: r["flops_per_window"] for r in runs}}
+    if a.bench_json or a.windows_per_s is not None:
         rate = measured_speed(a.bench_json, config["train"]["batch_size"]) if a.bench_json else a.windows_per_s
-        out["speed"] = {"windows_per_s": rate, "source": str(a.bench_json or "--windows-per-s"), "measured": True}
+        out["speed"] = {"windows_per_s": rate, "source": str(a.bench_json or "--windows-per-s"), "measured": True,
+                        "note": "the main run's measured speed, applied to every run"}
         out["gpu_hours"] = passes / rate / 3600
     else:
-        out["speed"] = {"measured": False, "basis": f"ESTIMATE: {flops / 1e9:.3f} GFLOP per window against {PEAK_BF16_FLOPS / 1e12:.0f} "
-                        "TFLOP/s bf16 peak at assumed utilisations"}
-        out["gpu_hours_estimate"] = {f"{u:.0%} of peak ({u * PEAK_BF16_FLOPS / flops:,.0f} windows/s)":
-                                     round(passes * flops / (u * PEAK_BF16_FLOPS) / 3600, 1) for u in ASSUMED_UTILISATION}
+        main = runs[0]["flops_per_window"]
+        out["speed"] = {"measured": False, "basis": f"ESTIMATE: each run's GFLOP per window (main run {main / 1e9:.3f}) against "
+                        f"{PEAK_BF16_FLOPS / 1e12:.0f} TFLOP/s bf16 peak at assumed utilisations"}
+        out["gpu_hours_estimate"] = {f"{u:.0%} of peak ({u * PEAK_BF16_FLOPS / main:,.0f} windows/s for the main run)":
+                                     round(flop_total / (u * PEAK_BF16_FLOPS) / 3600, 1) for u in ASSUMED_UTILISATION}
     print(json.dumps(out, indent=2))
 
 

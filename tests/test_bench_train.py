@@ -30,8 +30,9 @@ def test_bench_train_quick_on_cpu_reports_step_loader_and_comparison(tmp_path):
 
 def test_ablation_cost_counts_the_planned_pretrainings_and_converts_a_speed_to_gpu_hours(tmp_path):
     """benchmarks/ablation_cost.py on the shipped VitalDB configs: the main run plus 6 training variants
-    x 3 seeds (no_scale reuses base's encoders), 100 epochs each; with a measured speed (a bench_train
-    JSON) the hours are the training-step equivalents over that speed."""
+    x 3 seeds (no_scale reuses base's encoders), 100 epochs each, FLOPs counted per model (the
+    channel-independent variant's are fewer); with a measured speed (a bench_train JSON) the hours are
+    the training-step equivalents over that speed."""
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"batches": {"128": {"step_with_loader": 50000.0}}}))
     cmd = [sys.executable, str(REPO / "benchmarks" / "ablation_cost.py"), "--bench-json", str(bench)]
@@ -39,11 +40,15 @@ def test_ablation_cost_counts_the_planned_pretrainings_and_converts_a_speed_to_g
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["pretrainings"] == 19 and set(res["epochs"]) == {100} and "no_scale/seed0" not in res["runs"]
-    assert res["speed"] == {"windows_per_s": 50000.0, "source": str(bench), "measured": True}
+    assert res["speed"]["windows_per_s"] == 50000.0 and res["speed"]["source"] == str(bench) and res["speed"]["measured"]
     assert abs(res["gpu_hours"] - res["training_step_equivalents"] / 50000 / 3600) < 0.01
     assert res["training_step_equivalents"] > 19 * 100 * res["train_windows_per_epoch"]  # plus the validation passes
+    by_run = res["flops_per_training_window_by_run"]
+    assert by_run["channel_independent/seed0"] < by_run["base/seed0"] == by_run["main"]
     r = subprocess.run(cmd[:2] + ["--configs", str(REPO / "config" / "vitaldb.yaml")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     assert res["pretrainings"] == 1 and not res["speed"]["measured"] and len(res["gpu_hours_estimate"]) == 3
     assert 1e8 < res["flops_per_training_window"] < 1e9  # r1 geometry: about 0.23 GFLOP forward + backward
+    r = subprocess.run(cmd[:2] + ["--windows-per-s", "0"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "must be a positive speed" in r.stderr  # never a silent fall back to the estimate

@@ -202,9 +202,15 @@ def test_the_qc_gallery_shows_windows_each_rule_rejected_first_and_kept_ones(tmp
             i = round(e["start_s"] * FS)
             np.testing.assert_array_equal(e["signals"], f["signals"][:, i : i + 1024].astype(np.float32))
         assert (e["group"] == "kept") == (e["failed"] == "") and (e["group"] == "kept" or e["group"] in e["failed"].split(","))
-        assert stats[str(e["caseid"])]["rejected"].get(e["group"], 1) > 0
+        case = stats[str(e["caseid"])]
+        assert (case["kept"] if e["group"] == "kept" else case["rejected"][e["group"]]) > 0
     windows_batch(rows, status, params, shards, tmp_path / "stats.json", 7, tmp_path / "again.h5")
     assert [(e["group"], e["caseid"]) for e in read_examples([tmp_path / "again.h5"])[0]] == [(e["group"], e["caseid"]) for e in examples]
+
+    signals, sat = case_signals()
+    signals, picked = signals.astype(np.float32), []  # float32 as read_resampled returns it
+    window_case(signals, sat, FS, config["window"], config["quality"], picked)
+    assert picked and not any(np.shares_memory(w, signals) for _, w, _, _ in picked)  # copies: the case can be freed
 
     build_manifest([tmp_path / "stats.json"], tmp_path / "manifest.json", params)
     shown = qc_gallery(tmp_path / "manifest.json", [tmp_path / "ex.h5"], tmp_path / "gallery.png", per_group=3)

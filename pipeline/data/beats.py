@@ -5,10 +5,12 @@ index of its window, in window order.
 
 Beats. ECG R-peaks (`rpeaks`): 5-20 Hz band-pass, rectified, peaks above 40% of the 99th
 percentile, >= 250 ms apart; each detection then moved to the apex of the baseline-free ECG (0.5 Hz
-high-pass) within 100 ms, in the window's dominant QRS polarity. The band-passed signal peaks on the
+high-pass) within 100 ms, in the window's dominant QRS polarity, or in the other for a beat whose
+deflection that way is more than twice as large (an inverted ectopic beat); a complex cut by the
+window's edge keeps its detection. The band-passed signal peaks on the
 steepest slope, which on a wide ventricular complex lies up to ~90 ms after its apex: without the
 move, every premature ventricular beat lengthened the interval before it and shortened the one after
-(MIT-BIH 208: rate bias -1.09 bpm against neurokit2, -0.33 with it; BENCHMARKS.md, "Real recordings"). PPG beats are found on the 10 Hz low-passed PPG (`PPG_LOWPASS_HZ`,
+(MIT-BIH 208: rate bias -1.09 bpm against neurokit2, -0.20 with it; BENCHMARKS.md, "Real recordings"). PPG beats are found on the 10 Hz low-passed PPG (`PPG_LOWPASS_HZ`,
 zero phase): each beat is a peak of the first derivative (the steepest point of the systolic
 upstroke) above 40% of its 99th percentile, >= 270 ms apart and, in a second pass, at least 0.6 of
 the first pass's longer beat intervals (75th percentile) apart, so a dicrotic upstroke is no beat; its trough is the minimum in the
@@ -42,7 +44,7 @@ RPEAK_APEX_SEARCH_S = 0.1  # the apex is searched this far either side of the ba
 def rpeaks(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """R-peaks of ECG windows [n, L] (module docstring, "Beats").
     Returns, one entry per peak in window order: window index, sample index of the apex, and its time
-    in samples refined by a parabola through the baseline-free ECG."""
+    in samples refined by a parabola through the rectified baseline-free ECG."""
     sos = butter(3, list(RPEAK_BAND_HZ), btype="band", fs=fs, output="sos")
     rect = np.abs(sosfiltfilt(sos, ecg, axis=-1))
     height = 0.4 * np.percentile(rect, 99, axis=-1)
@@ -52,23 +54,33 @@ def rpeaks(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarr
     polarity = np.sign(group_median(win, hp[win, found], len(hp), 1))  # the QRS complexes' dominant sign
     hp *= np.where(polarity < 0, -1.0, 1.0)[:, None]
     win, idx = _apex(hp, win, found, int(RPEAK_APEX_SEARCH_S * fs), distance)
-    return win, idx, idx + _parabolic_offset(hp, win, idx)
+    return win, idx, idx + _parabolic_offset(np.abs(hp), win, idx)
 
 
 def _apex(y: np.ndarray, win: np.ndarray, found: np.ndarray, reach: int, distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Detections (`win`, `found`) moved to the maximum of `y` within +-`reach` samples (inside the
-    window); of two in one window that end up closer than `distance`, the higher is kept."""
+    """Detections (`win`, `found`) moved to the maximum of `y` within +-`reach` samples, or to the
+    minimum for a beat whose deflection against the window's polarity is more than twice as large
+    (an inverted ectopic beat among upright ones); a detection whose extreme lies on the search range's
+    edge or the window's (no peak there: a complex cut by the window) stays where it was. Of two in
+    one window that end up closer than `distance`, the larger is kept."""
     if len(found) == 0:
         return win, found
-    cand = np.clip(found[:, None] + np.arange(-reach, reach + 1), 0, y.shape[-1] - 1)
-    apex = cand[np.arange(len(found)), np.argmax(y[win[:, None], cand], axis=1)]
+    length = y.shape[-1]
+    cand = np.clip(found[:, None] + np.arange(-reach, reach + 1), 0, length - 1)
+    seg = y[win[:, None], cand]
+    seg = np.where((-seg.min(axis=1) > 2 * seg.max(axis=1))[:, None], -seg, seg)
+    k = np.argmax(seg, axis=1)
+    apex = cand[np.arange(len(found)), k]
+    edge = (k == 0) | (k == 2 * reach) | (apex == 0) | (apex == length - 1)
+    apex = np.where(edge, found, apex)
+    size = np.abs(y[win, apex])
     keep = np.ones(len(apex), dtype=bool)
     for j in np.flatnonzero((win[1:] == win[:-1]) & (np.diff(apex) < distance)):  # rare: two detections, one complex
         i = j
         while not keep[i]:  # the last beat kept before j + 1
             i -= 1
         if win[i] == win[j + 1] and apex[j + 1] - apex[i] < distance:
-            keep[i if y[win[j + 1], apex[j + 1]] > y[win[i], apex[i]] else j + 1] = False
+            keep[i if size[j + 1] > size[i] else j + 1] = False
     return win[keep], apex[keep]
 
 

@@ -114,7 +114,7 @@ def qc_html(m: dict) -> str:
 
 def qc_gallery(manifest_path, example_paths: list, png_path, per_group: int = EXAMPLES_PER_GROUP) -> dict:
     """qc_gallery.png: per group (kept, then each rule that rejected a window first) up to `per_group`
-    windows from as many batches as possible (drawn with a fixed seed), PPG above ECG, each cell titled
+    windows drawn at random (fixed seed) from every batch's examples, PPG above ECG, each cell titled
     with its case, start time and every rule the window fails. Returns {group: examples drawn}."""
     totals = read_json(manifest_path)["totals"]
     examples, fs = read_examples(example_paths)
@@ -159,8 +159,9 @@ def qc_gallery(manifest_path, example_paths: list, png_path, per_group: int = EX
                 if k == 1 and last_row:
                     ax.set_xlabel("time in the window (s)", fontsize=7)
     silent = [rule for rule in RULES if rule not in shown]
-    fig.suptitle("Windows kept, and rejected by each quality rule (PPG above ECG, each trace scaled to its own range)"
-                 + (f"\nno window rejected first by: {', '.join(silent)}" if silent else ""), fontsize=10,
-                 y=1 - 0.15 / height, va="top")
+    notes = ([f"no window cut ({totals['cases']} cases, none usable)"] if not totals["cut"] else
+             ["no window kept"] if "kept" not in shown else []) + ([f"no window rejected first by: {', '.join(silent)}"] if silent else [])
+    fig.suptitle("\n".join(["Windows kept, and rejected by each quality rule (PPG above ECG, each trace scaled to its own range)",
+                            *notes]), fontsize=10, y=1 - 0.15 / height, va="top")
     save_figure(fig, png_path, dpi=90)
     return {g: len(items) for g, items in shown.items()}

@@ -112,7 +112,7 @@ def template_sqi(x: np.ndarray, beat_win: np.ndarray, at: np.ndarray, before: in
     samples, inside the window) of each beat's Pearson correlation with the window's median beat;
     NaN with fewer than `MIN_BEATS`. The median, not Orphanidou's mean: ectopic beats (a third of
     the beats of MIT-BIH record 208) are real, not noise, and with the mean a quarter of that clean
-    record's windows fell below 0.66 (benchmarks/bench_heart_rate.py)."""
+    record's windows fell below 0.66 (benchmarks/bench_real_recordings.py)."""
     n, length = x.shape
     start = np.round(at).astype(np.int64) + before
     inside = (start >= 0) & (start + (after - before) <= length)

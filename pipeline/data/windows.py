@@ -5,7 +5,7 @@ Shard contract (docs/design.md, "Shards"): `signals` float32 [N, 2, L] (channel 
 `subjectid`, `start_s` (seconds from the case's start), `hr_bpm` (ECG heart rate of the window);
 attrs fs, window, channels, tracks, pipeline version, config digest; chunked (chunk, 2, L).
 
-Examples for the QC gallery (`examples/batch-N.h5`, pipeline/data/qc_report.py): per batch at most
+Examples for the QC gallery (`examples/batch-N.h5`, docs/design.md "Shards", pipeline/data/qc_report.py): per batch at most
 `EXAMPLES_PER_GROUP` windows of each group ("kept", and each rule for the windows it rejected first),
 at most one per case and group (the middle one), drawn by a reservoir seeded with the batch number:
 `signals` [k, 2, L] as cut (NaNs kept), `group`, `failed` (every rule the window fails), `caseid`, `start_s`.
@@ -61,20 +61,21 @@ def window_case(signals: np.ndarray, saturated: np.ndarray, fs: float, window_cf
     keep, first = first_rule_masks(masks)
     attributed = {rule: int(m.sum()) for rule, m in first.items()}
     if examples is not None:
-        _case_examples(win, masks, {"kept": keep, **first}, stride / fs, examples)
+        _case_examples(win, masks, {"kept": keep, **first}, stride, fs, examples)
     stats.update(kept=int(keep.sum()), rejected=attributed, failed={r: int(m.sum()) for r, m in masks.items()})
     starts = np.flatnonzero(keep) * stride / fs
     return np.ascontiguousarray(win[keep], dtype=np.float32), starts, hr[keep].astype(np.float32), stats
 
 
-def _case_examples(win: np.ndarray, masks: dict, groups: dict, step_s: float, out: list) -> None:
-    """The middle window of each group ({group: mask}) of one case, appended to `out`."""
+def _case_examples(win: np.ndarray, masks: dict, groups: dict, stride: int, fs: float, out: list) -> None:
+    """The middle window of each group ({group: mask}) of one case, appended to `out` as a copy (a view
+    would keep the whole case in memory until the batch ends), with its start time as the shards write it."""
     for group, mask in groups.items():
         idx = np.flatnonzero(mask)
         if len(idx):
             i = idx[len(idx) // 2]
             failed = ",".join(r for r in RULES if masks[r][i])
-            out.append((group, np.asarray(win[i], dtype=np.float32), failed, float(i * step_s)))
+            out.append((group, np.array(win[i], dtype=np.float32, copy=True), failed, float(i * stride / fs)))
 
 
 def _sample_examples(candidates: list, batch: int) -> list:
