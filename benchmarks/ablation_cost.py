@@ -3,8 +3,9 @@ x training windows per epoch (plus each epoch's validation pass), divided by a t
 windows per second. JSON on stdout; README ("Sources") and BENCHMARKS.md quote it.
 
 Runs: from the config files as the workflow layers them (the later file wins key by key), with the
-ablation variants that train a model of their own (`pipeline.evaluation.ablations.trained_by`: a
-variant that changes only the probes reuses another's encoders).
+ablation runs that train a model of their own (`pipeline.evaluation.ablations.trained_runs`: a
+variant that changes only the probes reuses another's encoders, and a run that would train the main
+run's model reuses the main run's).
 
 Windows per epoch: `--manifest` (a finished run's `results/<source>/windows/manifest.json`, its
 kept train windows), else VitalDB's ceiling: 6,388 cases x 3.2 h mean length (Lee et al. 2022, Sci
@@ -60,13 +61,12 @@ def layered_config(files: list[Path]) -> dict:
 def trainings(config: dict) -> list[dict]:
     """Every pretraining the config plans, with its model and train sections: the main run, then each
     ablation run that trains (variant x seed)."""
-    from pipeline.evaluation.ablations import run_config, trained_by, variants
+    from pipeline.evaluation.ablations import run_config, trained_runs, variants
 
     runs = [{"run": "main", "config": config}]
     if variants(config):
-        for variant, by in trained_by(config).items():
-            if by == variant:
-                runs += [{"run": f"{variant}/seed{seed}", "config": run_config(config, variant, seed)} for seed in config["ablations"]["seeds"]]
+        runs += [{"run": f"{variant}/seed{seed}", "config": run_config(config, variant, seed)}
+                 for (variant, seed), by in trained_runs(config).items() if by == variant]
     return runs
 
 

@@ -190,7 +190,7 @@ runs, naming the key.
 - `config/vitaldb.yaml`: real VitalDB over its API with TTM r1 (context 1024) as the starting encoder,
   one model: `snakemake --configfile config/vitaldb.yaml --profile workflow/profiles/slurm` (or
   `--cores N --resources gpu=1`).
-- `config/vitaldb-ablations.yaml`: the ablation set (18 more pretrainings), named after vitaldb.yaml:
+- `config/vitaldb-ablations.yaml`: the ablation set (17 more pretrainings), named after vitaldb.yaml:
   `--configfile config/vitaldb.yaml config/vitaldb-ablations.yaml`.
 - `config/mimic3.yaml`: MIMIC-III waveforms (the `wfdb` source) with TTM r1, one model; set `wfdb.root`.
 - `config/tspulse-demo.yaml`: the demo with a tiny TSPulse backbone instead of TinyTimeMixer, named

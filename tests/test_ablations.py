@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, validate_config
-from pipeline.evaluation.ablations import merge, run_config, trained_by, write_summary
+from pipeline.evaluation.ablations import merge, run_config, trained_by, trained_runs, write_summary
 from pipeline.evaluation.checks import ALL_CHECKS
 from pipeline.evaluation.tasks import TASKS
 from tests.conftest import REPO
@@ -93,6 +93,9 @@ def test_a_variant_that_changes_only_the_evaluation_reuses_an_earlier_training(t
     cfg = demo_config(seeds=[0, 1], variants={"base": {}, "no_scale": {"evaluate": {"scale_features": False}},
                                               "small": {"train": {"mask_ratio": 0.2}}, "small_again": {"train": {"mask_ratio": 0.2}}})
     assert trained_by(cfg) == {"base": "base", "no_scale": "base", "small": "small", "small_again": "small"}
+    assert cfg["train"]["seed"] == 0  # so base at seed 0 would train the main run's model again: it uses the main run's
+    assert trained_runs(cfg) == {("base", 0): None, ("base", 1): "base", ("no_scale", 0): None, ("no_scale", 1): "base",
+                                 ("small", 0): "small", ("small", 1): "small", ("small_again", 0): "small", ("small_again", 1): "small"}
     base = _fake_run(tmp_path, "base", 0, 0.9, 0.5)
     shared = _fake_run(tmp_path, "no_scale", 0, 5.0, 0.7)  # its metrics name base's model: base's pretraining is read
     metrics = json.loads((shared / "eval" / "metrics.json").read_text())

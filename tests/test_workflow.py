@@ -142,23 +142,28 @@ def test_ablations_share_the_data_stages_and_summarize(demo_run):
 
 def test_two_seeds_of_a_variant_run_on_one_set_of_shards(tmp_path):
     """Seeds of a variant are separate runs on the main run's shards (two variants with their own
-    trainings run in the demo, test_ablations_share_the_data_stages_and_summarize)."""
+    trainings run in the demo, test_ablations_share_the_data_stages_and_summarize). `base` at seed 0
+    is the main config, so it is evaluated on the main run's encoder, not trained a second time (it
+    was, to the bit the same run)."""
     ablations = {"seeds": [0, 1], "variants": {"base": {}}}
     write_config(tmp_path, small=True, ablations=ablations, train={"epochs": 1})
     r = snakemake(tmp_path, "results/demo/ablations/summary.tsv", "results/demo/pretrain/summary.json", "--cores", "2", "--resources", "gpu=1")
     assert r.returncode == 0, r.stderr[-4000:]
     logs = tmp_path / "logs" / "demo"
-    for step in ("pretrain", "export", "evaluate"):
-        assert len(list(logs.glob(f"ablations/*/seed*/{step}.log"))) == 2, step
+    assert [p.parent.name for p in logs.glob("ablations/*/seed*/evaluate.log")] and len(list(logs.glob("ablations/*/seed*/evaluate.log"))) == 2
+    for step in ("pretrain", "export"):
+        assert [p.relative_to(logs).as_posix() for p in logs.glob(f"ablations/*/seed*/{step}.log")] == [f"ablations/base/seed1/{step}.log"]
     batches = len(list((tmp_path / "results/demo/windows/stats").glob("batch-*.json")))
     assert len(list(logs.glob("windows/batch-*.log"))) == len(list(logs.glob("resample/batch-*.log"))) == batches > 0
     assert len(list(logs.glob("pretrain.log"))) == 1
-    rows = list(csv.DictReader((tmp_path / "results/demo/ablations/summary.tsv").open(), delimiter="\t"))
-    assert sorted((r["variant"], r["seed"]) for r in rows) == [("base", "0"), ("base", "1")]
-    assert rows[0]["best_val_loss"] != rows[1]["best_val_loss"]  # two different runs
-    # base with seed 0 is the main config: the same run as the main one, to the bit
+    rows = sorted(csv.DictReader((tmp_path / "results/demo/ablations/summary.tsv").open(), delimiter="\t"), key=lambda r: r["seed"])
+    assert [(r["variant"], r["seed"]) for r in rows] == [("base", "0"), ("base", "1")]
+    assert rows[0]["best_val_loss"] != rows[1]["best_val_loss"]  # two different trainings
     main = json.loads((tmp_path / "results/demo/pretrain/summary.json").read_text())
-    assert float(rows[0]["best_val_loss"]) == pytest.approx(main["best_val"], rel=1e-5)
+    assert float(rows[0]["best_val_loss"]) == pytest.approx(main["best_val"], rel=1e-5)  # seed 0's row is the main training's
+    seed0 = json.loads((tmp_path / "results/demo/ablations/base/seed0/eval/metrics.json").read_text())
+    assert seed0["model"] == "results/demo/pretrain/model.pt" and seed0["split"] == "val"  # relative to the workdir
+    assert not (tmp_path / "results/demo/ablations/base/seed0/pretrain").exists()
     assert (tmp_path / "results/demo/ablations/base/seed1/export/encoder/model.safetensors").stat().st_size > 0
     assert (tmp_path / "results/demo/ablations/summary.png").exists()
 
@@ -441,7 +446,8 @@ def planned_pretrainings(workdir: Path, *configfiles: str) -> list[int]:
 @pytest.mark.parametrize("files, epochs", [
     (["config/config.yaml"], [2, 6]),  # the demo: one 2-epoch training for its two variants (no_scale shares it), its 6-epoch run
     (["config/vitaldb.yaml"], [100]),  # VitalDB trains one model
-    (["config/vitaldb.yaml", "config/vitaldb-ablations.yaml"], [100] * 19),  # 6 variants x 3 seeds, named on purpose
+    # 6 variants x 3 seeds, named on purpose; base at seed 0 is the main run's model, trained once
+    (["config/vitaldb.yaml", "config/vitaldb-ablations.yaml"], [100] * 18),
     (["config/config.yaml", "config/tspulse-demo.yaml"], [6]),  # enabled: false switches the demo's variants off
     (["config/mimic3.yaml"], [100]),  # MIMIC-III trains one model
 ])

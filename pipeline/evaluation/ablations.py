@@ -5,7 +5,8 @@ and seeds. Every (variant, seed) is one run, pretrained, exported and evaluated 
 `results/<source>/ablations/<variant>/seed<seed>/` from the same shards as the main run, and scored
 on the validation split (the test split is the main run's, scored once). A variant that trains
 the same model as an earlier one (it changes only `evaluate`) is evaluated on that one's encoder
-(`trained_by`), not trained again. `run_config`
+(`trained_by`), not trained again, and a run that trains the main run's model (a `base` variant at
+the main run's seed) is evaluated on the main run's encoder (`trained_runs`). `run_config`
 derives a run's config; `check_ablations` validates every variant's merged config when the
 workflow loads; `write_summary` gathers the runs into `summary.tsv` and a plot.
 """
@@ -75,6 +76,19 @@ def trained_by(config: dict) -> dict[str, str]:
         if first is None:
             firsts.append((name, cfg))
         out[name] = first or name
+    return out
+
+
+def trained_runs(config: dict) -> dict[tuple[str, int], str | None]:
+    """{(variant, seed): the variant whose pretraining at that seed the run evaluates (`trained_by`),
+    or None where that pretraining would be the main run's own (same `model` and `train` sections):
+    the main run's encoder is evaluated instead of training the same model twice."""
+    by = trained_by(config)
+    out = {}
+    for variant in variants(config):
+        for seed in config["ablations"]["seeds"]:
+            cfg = run_config(config, by[variant], seed)
+            out[variant, int(seed)] = None if all(cfg[k] == config[k] for k in ("model", "train")) else by[variant]
     return out
 
 

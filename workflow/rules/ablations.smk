@@ -81,12 +81,7 @@ rule ablation_summary:
             seed=config["ablations"]["seeds"],
             allow_missing=True,
         ),
-        expand(
-            "results/{source}/ablations/{variant}/seed{seed}/pretrain/summary.json",
-            variant=sorted(set(TRAINED_BY.values())),
-            seed=config["ablations"]["seeds"],
-            allow_missing=True,
-        ),
+        trained_summaries,
     output:
         tsv="results/{source}/ablations/summary.tsv",
         png=report(

@@ -2,9 +2,10 @@ import json
 import re
 import shlex
 from pathlib import Path
+from types import SimpleNamespace
 
 from pipeline.model import backbones
-from pipeline.evaluation.ablations import run_config, trained_by, variants
+from pipeline.evaluation.ablations import run_config, trained_runs, variants
 from pipeline.data.cases import batches as table_batches
 from pipeline.data.sources import source_class
 
@@ -61,14 +62,27 @@ RUN_CONFIGS = {
 
 ABLATION_RUN = "results/{source}/ablations/{variant}/seed{seed}"
 # a variant that changes only `evaluate` is evaluated on the encoder of the earlier variant that
-# trains the same model (pipeline.evaluation.ablations.trained_by): no second identical pretraining
-TRAINED_BY = trained_by(config) if ABLATION_VARIANTS else {}
+# trains the same model, and a run that trains the main run's model on the main run's encoder
+# (pipeline.evaluation.ablations.trained_runs): no second identical pretraining
+TRAINED_RUNS = trained_runs(config) if ABLATION_VARIANTS else {}
 
 
 def trained_run(w):
-    """The run folder whose pretraining and export ablation run `w` evaluates."""
-    return ABLATION_RUN.format(
-        source=w.source, variant=TRAINED_BY[w.variant], seed=w.seed
+    """The run folder whose pretraining and export ablation run `w` evaluates (the main run's
+    results/<source> holds pretrain/ and export/ as a run folder does)."""
+    by = TRAINED_RUNS[w.variant, int(w.seed)]
+    if by is None:
+        return f"results/{w.source}"
+    return ABLATION_RUN.format(source=w.source, variant=by, seed=w.seed)
+
+
+def trained_summaries(wildcards):
+    """The pretraining summary of every training the ablation runs evaluate."""
+    return sorted(
+        {
+            f"{trained_run(SimpleNamespace(source=wildcards.source, variant=v, seed=s))}/pretrain/summary.json"
+            for v, s in TRAINED_RUNS
+        }
     )
 
 
