@@ -111,9 +111,9 @@ def read_examples(paths: list) -> tuple[list[dict], float | None]:
         with h5py.File(p, "r") as f:
             fs = float(f.attrs["fs"])
             sig, group, failed = f["signals"][:], f["group"].asstr()[:], f["failed"].asstr()[:]
-            for i in range(len(sig)):
-                out.append({"group": group[i], "signals": sig[i], "failed": failed[i],
-                            "caseid": int(f["caseid"][i]), "start_s": float(f["start_s"][i])})
+            caseid, start = f["caseid"][:], f["start_s"][:]
+            out += [{"group": group[i], "signals": sig[i], "failed": failed[i], "caseid": int(caseid[i]), "start_s": float(start[i])}
+                    for i in range(len(sig))]
     return out, fs
 
 

@@ -2,7 +2,6 @@ import json
 import re
 import shlex
 from pathlib import Path
-from types import SimpleNamespace
 
 from pipeline.model import backbones
 from pipeline.evaluation.ablations import run_config, trained_runs, variants
@@ -67,20 +66,24 @@ ABLATION_RUN = "results/{source}/ablations/{variant}/seed{seed}"
 TRAINED_RUNS = trained_runs(config) if ABLATION_VARIANTS else {}
 
 
-def trained_run(w):
-    """The run folder whose pretraining and export ablation run `w` evaluates (the main run's
-    results/<source> holds pretrain/ and export/ as a run folder does)."""
-    by = TRAINED_RUNS[w.variant, int(w.seed)]
+def trained_folder(source, variant, seed):
+    """The run folder whose pretraining and export ablation run (variant, seed) evaluates (the main
+    run's results/<source> holds pretrain/ and export/ as a run folder does)."""
+    by = TRAINED_RUNS[variant, int(seed)]
     if by is None:
-        return f"results/{w.source}"
-    return ABLATION_RUN.format(source=w.source, variant=by, seed=w.seed)
+        return f"results/{source}"
+    return ABLATION_RUN.format(source=source, variant=by, seed=seed)
+
+
+def trained_run(w):
+    return trained_folder(w.source, w.variant, w.seed)
 
 
 def trained_summaries(wildcards):
     """The pretraining summary of every training the ablation runs evaluate."""
     return sorted(
         {
-            f"{trained_run(SimpleNamespace(source=wildcards.source, variant=v, seed=s))}/pretrain/summary.json"
+            f"{trained_folder(wildcards.source, v, s)}/pretrain/summary.json"
             for v, s in TRAINED_RUNS
         }
     )
